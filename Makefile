@@ -1,0 +1,30 @@
+# Entry points. `make run` and `make test` do all set-up on a fresh machine (scripts/setup.sh).
+SHELL := /bin/bash
+CORES ?= 2
+PYTEST_ARGS ?=
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
+
+.PHONY: setup run test smoke dryrun-slurm lint clean
+
+setup:
+	@bash scripts/setup.sh
+
+## the default (tiny, CPU) pipeline: data -> base model -> training grid -> evaluation -> tables and figures
+run: setup
+	.venv-wf/bin/snakemake --cores $(CORES) all
+
+## the test suite (GPU tests run only where CUDA is available; they say so when skipped)
+test: setup
+	@.venv/bin/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest: no tests were collected"; rc=0; fi; exit $$rc
+
+smoke: setup
+	.venv-wf/bin/snakemake --cores $(CORES) --configfile config/smoke.yaml all
+
+lint: setup
+	.venv/bin/ruff check src tests
+	.venv-wf/bin/snakefmt --check Snakefile workflow
+	.venv-wf/bin/snakemake --lint
+
+clean:
+	rm -rf results/* .snakemake
