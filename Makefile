@@ -19,7 +19,7 @@ test: setup
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests were collected"; rc=0; fi; exit $$rc
 
 smoke: setup
-	.venv-wf/bin/snakemake --cores $(CORES) --configfile config/smoke.yaml all
+	.venv-wf/bin/snakemake --cores $(CORES) --configfile=config/smoke.yaml all
 
 lint: setup
 	.venv/bin/ruff check src tests

@@ -1,8 +1,60 @@
-# luffy workflow entry point. The DAG (data -> model -> train -> eval -> report) is being built;
-# until it lands, `all` has nothing to do.
+# luffy: the whole study as one DAG -- data -> base model -> training runs -> evaluation ->
+# tables and figures. Run it from the repository root (docs/workflow.md):
+#
+#   snakemake --cores 2 all                                          # the tiny default (CPU)
+#   snakemake --cores 2 --configfile=config/smoke.yaml all           # a few steps of everything
+#   snakemake --profile slurm --configfile=config/paper.yaml all     # the paper, on Slurm
+#
+# Named targets: all, table1, ablations, gamma_sweep, figures, and any output path, e.g.
+# results/tiny/runs/luffy-s0/summary.json (one run) or results/tiny/eval/luffy-s0/suite.json.
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/model.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/eval.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
     default_target: True
     input:
-        [],
+        all_targets(),
+    localrule: True
+
+
+rule table1:
+    """Paper Table 1: the base model and the methods on every benchmark."""
+    input:
+        table_files("table1"),
+    localrule: True
+
+
+rule ablations:
+    """Paper Table 4 and the ablation bar chart."""
+    input:
+        table_files("table4"),
+        figure_files("ablations"),
+    localrule: True
+
+
+rule gamma_sweep:
+    """The shaping-parameter sweep (paper Fig. 9) as a table and a figure."""
+    input:
+        table_files("gamma"),
+        figure_files("gamma_sweep"),
+    localrule: True
+
+
+rule figures:
+    """Every figure."""
+    input:
+        [figure_files(kind) for kind in FIGURE_KINDS],
+    localrule: True

@@ -26,7 +26,7 @@ if [[ ! -f .venv/.luffy-setup-stamp || "$(cat .venv/.luffy-setup-stamp)" != "$wa
 fi
 if [[ ! -f .venv-wf/.luffy-setup-stamp || "$(cat .venv-wf/.luffy-setup-stamp)" != "$want" ]]; then
   [[ -x .venv-wf/bin/python ]] || "$PY" -m venv .venv-wf
-  quiet_pip .venv-wf -c constraints/workflow.txt "snakemake>=9.0,<10" "snakemake-executor-plugin-slurm>=2.7.1,<3" "snakefmt>=0.10"
+  quiet_pip .venv-wf -c constraints/workflow.txt "snakemake[reports]>=9.0,<10" "pygments>=2.17" "snakemake-executor-plugin-slurm>=2.7.1,<3" "snakefmt>=0.10"
   .venv-wf/bin/snakemake --version >/dev/null || { echo "setup: workflow environment is broken" >&2; exit 1; }
   echo "$want" > .venv-wf/.luffy-setup-stamp
 fi

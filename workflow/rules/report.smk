@@ -1,0 +1,65 @@
+# Reports: tables (Markdown, CSV, LaTeX) and figures (PNG, PDF), pure functions of the runs'
+# metrics.jsonl / resolved_config.yaml and the evaluations' suite.json (luffy.report).
+
+
+rule table:
+    """Table 1 (methods), Table 4 (ablations) and the gamma sweep as a table."""
+    input:
+        table_inputs,
+    output:
+        md=f"{R}/reports/{{table}}.md",
+        csv=report(
+            f"{R}/reports/{{table}}.csv",
+            caption="../report/table.rst",
+            category="Tables",
+            labels={"table": "{table}"},
+        ),
+        tex=f"{R}/reports/{{table}}.tex",
+    log:
+        f"{R}/logs/report/table_{{table}}.log",
+    wildcard_constraints:
+        table="|".join(TABLE_GROUPS),
+    localrule: True
+    conda:
+        CONDA_ENV
+    threads: RES["report"]["threads"]
+    resources:
+        **res("report"),
+    params:
+        scale=SCALE,
+        args=table_args,
+        out=lambda wildcards, output: Path(output.md).with_suffix(""),
+    shell:
+        "python -m luffy report table --kind {wildcards.table} --scale {params.scale}"
+        " {params.args} --out {params.out} > {log} 2>&1"
+
+
+rule figure:
+    """One figure (PNG for reading, PDF for papers)."""
+    input:
+        figure_inputs,
+    output:
+        png=report(
+            f"{R}/reports/figures/{{kind}}.png",
+            caption="../report/figure.rst",
+            category="Figures",
+            labels={"figure": "{kind}"},
+        ),
+        pdf=f"{R}/reports/figures/{{kind}}.pdf",
+    log:
+        f"{R}/logs/report/figure_{{kind}}.log",
+    wildcard_constraints:
+        kind="|".join(FIGURE_KINDS),
+    localrule: True
+    conda:
+        CONDA_ENV
+    threads: RES["report"]["threads"]
+    resources:
+        **res("report"),
+    params:
+        scale=SCALE,
+        args=figure_args,
+        out=lambda wildcards, output: Path(output.png).with_suffix(""),
+    shell:
+        "MPLBACKEND=Agg python -m luffy report figure --kind {wildcards.kind}"
+        " --scale {params.scale} {params.args} --out {params.out} > {log} 2>&1"
