@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", required=True)
     b.set_defaults(fn=cmd_build_model)
 
-    for extra in ("evaluate", "report", "bench"):
+    for extra in ("evaluate", "report", "bench", "paper"):
         try:
             mod = __import__(f"luffy.cli_{extra}", fromlist=["register"])
         except ImportError:

@@ -2,7 +2,7 @@
 
 from luffy.data.loaders import load_hub_dataset, load_rows, write_rows
 from luffy.data.schema import DataFormatError, Trace, TrainRow
-from luffy.data.synthetic import TaskConfig, generate_task, write_task
+from luffy.data.synthetic import SplitSpec, TaskConfig, generate_task, write_task
 from luffy.data.templates import (
     CHAT_TEMPLATES,
     LUFFY_SYSTEM_PROMPT,
@@ -15,6 +15,7 @@ __all__ = [
     "CHAT_TEMPLATES",
     "LUFFY_SYSTEM_PROMPT",
     "DataFormatError",
+    "SplitSpec",
     "TaskConfig",
     "Trace",
     "TrainRow",
