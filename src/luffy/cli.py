@@ -41,36 +41,33 @@ def cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_make_task(a: argparse.Namespace) -> int:
-    from .config import ConfigError, format_validation_error, read_yaml
-    from .data.synthetic import TaskConfig, write_task
+def _section_config(a: argparse.Namespace, model_cls):
+    """Validate ``--config`` (or its ``--section``) as ``model_cls``; errors name the file and key."""
     from pydantic import ValidationError
+
+    from .config import ConfigError, format_validation_error, read_yaml
 
     data = read_yaml(a.config) if a.config else {}
     if a.section:
         data = data.get(a.section, {})
     try:
-        cfg = TaskConfig.model_validate(data)
+        return model_cls.model_validate(data)
     except ValidationError as e:
         raise ConfigError(format_validation_error(f"{a.config}:{a.section or ''}", e)) from None
-    info = write_task(Path(a.out), cfg)
+
+
+def cmd_make_task(a: argparse.Namespace) -> int:
+    from .data.synthetic import TaskConfig, write_task
+
+    info = write_task(Path(a.out), _section_config(a, TaskConfig))
     print(json.dumps({k: v for k, v in info.items() if k != "config"}, indent=1, default=str))
     return 0
 
 
 def cmd_build_model(a: argparse.Namespace) -> int:
-    from .config import ConfigError, format_validation_error, read_yaml
     from .model.tiny import TinyModelConfig, build_base_model
-    from pydantic import ValidationError
 
-    data = read_yaml(a.config) if a.config else {}
-    if a.section:
-        data = data.get(a.section, {})
-    try:
-        cfg = TinyModelConfig.model_validate(data)
-    except ValidationError as e:
-        raise ConfigError(format_validation_error(f"{a.config}:{a.section or ''}", e)) from None
-    card = build_base_model(Path(a.task), Path(a.out), cfg)
+    card = build_base_model(Path(a.task), Path(a.out), _section_config(a, TinyModelConfig))
     print(json.dumps(card, indent=1, default=str))
     return 0
 

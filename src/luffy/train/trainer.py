@@ -32,6 +32,7 @@ import json
 import math
 import os
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -547,12 +548,10 @@ class Trainer:
     def _finish(self, step_times: list[float]) -> dict[str, Any]:
         tmp = self.paths.out / ".model.tmp"
         if tmp.exists():
-            import shutil
             shutil.rmtree(tmp)
         self.model.save_pretrained(tmp)
         self.tok.save_pretrained(tmp)
         if self.paths.model.exists():
-            import shutil
             shutil.rmtree(self.paths.model)
         os.replace(tmp, self.paths.model)
         recs = [json.loads(ln) for ln in self.paths.metrics.read_text().splitlines() if ln.strip()]
