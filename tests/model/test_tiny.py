@@ -1,6 +1,8 @@
 """The tiny base model: char tokenizer, HF folder layout, determinism (tiny budgets only)."""
 
 import json
+import random
+import re
 
 import pytest
 import torch
@@ -10,7 +12,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from luffy.data import TaskConfig, generate_task, render_prompt, write_task
 from luffy.model import TinyModelConfig, build_base_model, build_tokenizer
-from luffy.model.tiny import byte_symbols
+from luffy.model.tiny import byte_symbols, fact_doc, sample_fact
 
 TASK = TaskConfig(seed=1, n_train=40, n_train_rl=5, n_test_id=5, n_test_ood=5)
 FAST = TinyModelConfig(
@@ -96,11 +98,23 @@ def test_model_card_contents(built):
         p.numel() for p in AutoModelForCausalLM.from_pretrained(root / "model").parameters()
     )
     assert [s for s, _ in card["pretrain"]["loss"]][-1] == FAST.steps - 1
+    assert 0.0 <= card["fact_accuracy"] <= 1.0
     for split in ("test_id", "test_ood"):
         acc = card["starting_accuracy"][split]
         assert acc["n"] == 3
         for mode in ("greedy", "t1"):
             assert 0.0 <= acc[mode]["accuracy"] <= 1.0 and 1 <= acc[mode]["mean_tokens"] <= 4
+
+
+def test_fact_sampler_follows_the_step_distribution():
+    spec = TaskConfig().train
+    rng = random.Random(0)
+    facts = [sample_fact(rng, spec) for _ in range(300)]
+    for a, op, b, r in facts:
+        assert (a + b if op == "+" else a - b if op == "-" else a * b) == r
+        assert 0 <= r <= spec.max_value and max(a, b) <= spec.max_value
+    assert {op for _, op, _, _ in facts} == {"+", "-", "*"}
+    assert re.fullmatch(r"(\d+[-+*]\d+=\d+\n){8}", fact_doc(random.Random(1), 8, spec))
 
 
 def test_two_builds_give_identical_weights(built, tmp_path):

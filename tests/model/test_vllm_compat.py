@@ -45,7 +45,9 @@ def test_vllm_matches_hf_prompt_logprobs(tmp_path):
     write_task(tmp_path / "task", TaskConfig(n_train=50, n_train_rl=2, n_test_id=4, n_test_ood=2))
     build_base_model(tmp_path / "task", tmp_path / "model", FAST)
     model, tok = load_model(tmp_path / "model", dtype="float32")
-    prompts = [render_prompt(tok, r.prompt) + r.answer for r in load_rows(tmp_path / "task" / "test_id.jsonl")]
+    prompts = [
+        render_prompt(tok, r.prompt) + r.answer for r in load_rows(tmp_path / "task" / "test_id.jsonl")
+    ]
     env = {
         **os.environ,
         "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
