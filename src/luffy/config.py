@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .algos import ADV_SCALES, ADV_STATS, LossConfig
+from .dist.resources import ResourcesSection
 
 
 class ConfigError(ValueError):
@@ -54,7 +55,7 @@ class GroupSection(_Strict):
     )
 
     @model_validator(mode="after")
-    def _nonempty(self) -> "GroupSection":
+    def _nonempty(self) -> GroupSection:
         if self.n_on + self.n_off < 1:
             raise ValueError("group must have at least one member (n_on + n_off >= 1)")
         return self
@@ -66,7 +67,7 @@ class AdvantageSection(_Strict):
     eps: float = Field(1e-6, ge=0)
 
     @model_validator(mode="after")
-    def _known(self) -> "AdvantageSection":
+    def _known(self) -> AdvantageSection:
         ADV_STATS.get(self.stats)
         ADV_SCALES.get(self.scale)
         return self
@@ -125,9 +126,11 @@ class RunConfig(_Strict):
     rollout: RolloutSection = RolloutSection()
     optim: OptimSection = OptimSection()
     train: TrainSection = TrainSection()
+    resources: ResourcesSection = Field(
+        ResourcesSection(), description="where the update runs: this process (default) or a Ray worker group")
 
     @model_validator(mode="after")
-    def _combinations(self) -> "RunConfig":
+    def _combinations(self) -> RunConfig:
         t = self.train
         if t.mini_batch_prompts > t.prompts_per_step:
             raise ValueError("train.mini_batch_prompts must be <= train.prompts_per_step")

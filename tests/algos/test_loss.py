@@ -78,7 +78,7 @@ def test_policy_loss_hand_computed(cfg, want):
 
 
 def test_metrics_hand_computed_and_detached():
-    loss, m = policy_loss(*batch(), LossConfig(norm_length=4, clip=ClipConfig()))
+    _, m = policy_loss(*batch(), LossConfig(norm_length=4, clip=ClipConfig()))
     assert m["clip_frac"].item() == pytest.approx(1 / 3)
     assert m["off_prob"].item() == pytest.approx(0.3)
     assert m["off_weight"].item() == pytest.approx((0.5 + 0.5 / 0.6) / 2)

@@ -8,11 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from trainhelp import TINY, tiny_overrides
 
 from luffy.config import load_run_config
 from luffy.train import Trainer, train
-
-from trainhelp import TINY, tiny_overrides
 
 METHOD_FILES = sorted(p.name for p in TINY.glob("*.yaml"))
 
@@ -80,7 +79,8 @@ def test_resume_equals_uninterrupted_run(task_dir, base_model, tmp_path):
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "luffy", *args], capture_output=True, text=True, timeout=600)
+    return subprocess.run([sys.executable, "-m", "luffy", *args], capture_output=True, text=True,
+                          timeout=600, check=False)
 
 
 def test_finished_run_says_nothing_to_do(task_dir, base_model, tmp_path):

@@ -84,6 +84,31 @@ def test_paper_dry_run_with_slurm_profile_requests_gpus(tmp_path):
     assert "Using profile slurm" in r.stderr
 
 
+def test_multi_node_train_jobs_start_a_ray_cluster_over_their_allocation(tmp_path):
+    """resources.train.nodes > 1: the job runs under scripts/ray-slurm.sh with the Ray backend, one
+    worker per GPU of a node (gres); asking for a per-job gpu total instead stops before any job."""
+    two = tmp_path / "two_nodes.yaml"
+    two.write_text(yaml.safe_dump({"resources": {"train": {
+        "threads": 64, "gpu": 0, "gres": "gpu:8", "nodes": 2, "mem_mb": 512000, "runtime": 2880}}}))
+    r, _ = dry(tmp_path, "all", "--profile", "slurm", "-p", "--configfile", "config/paper.yaml", str(two))
+    assert r.returncode == 0, r.stderr + r.stdout
+    train_jobs = [block for block in r.stdout.split("\nrule ")[1:] if block.startswith("train:")]
+    assert len(train_jobs) == 13
+    for block in train_jobs:
+        assert "nodes=2" in block and "gres=gpu:8" in block
+        assert "bash scripts/ray-slurm.sh python -m luffy train" in block
+        assert ("--set resources.backend=ray --set resources.nodes=2 --set resources.device=cuda "
+                "--set resources.workers_per_node=8") in block
+    two.write_text(yaml.safe_dump({"resources": {"train": {
+        "threads": 64, "gpu": 16, "nodes": 2, "mem_mb": 512000, "runtime": 2880}}}))
+    r = snakemake("-n", "--configfile", "config/paper.yaml", str(two), "--", "all")
+    out = stopped_before_any_job(r)
+    assert "resources.train: with nodes > 1 set gpu: 0 and ask for GPUs per node with gres" in out
+    one = [block for block in dry(tmp_path, "all", "-p")[0].stdout.split("\nrule ")[1:]
+           if block.startswith("train:")]
+    assert one and not any("ray-slurm" in block or "resources.backend" in block for block in one)
+
+
 def test_named_targets_resolve(tmp_path):
     for target, rule in (("table1", "table"), ("ablations", "figure"), ("gamma_sweep", "figure"),
                          ("figures", "figure")):

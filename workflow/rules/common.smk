@@ -272,6 +272,39 @@ def train_inputs(wildcards):
     }
 
 
+def train_nodes():
+    return RES["train"].get("nodes", 1)
+
+
+def _multi_node_sets():
+    """Run-config overrides of a multi-node train job: the Ray backend over the allocation's nodes,
+    one worker per GPU of a node (resources.train.gres = gpu:<n>)."""
+    if train_nodes() == 1:
+        return []
+    sets = ["resources.backend=ray", f"resources.nodes={train_nodes()}"]
+    m = re.fullmatch(r"gpu(?::[A-Za-z0-9_.-]+)?:([0-9]+)", RES["train"].get("gres", ""))
+    if m:
+        sets += ["resources.device=cuda", f"resources.workers_per_node={m.group(1)}"]
+    return sets
+
+
+def check_multi_node():
+    res = RES["train"]
+    if train_nodes() > 1 and res.get("gpu", 0) > 0:
+        config_error(
+            "resources.train: with nodes > 1 set gpu: 0 and ask for GPUs per node with gres "
+            "(e.g. gres: gpu:8): the Slurm plugin's gpu is a per-job total that one node cannot hold"
+        )
+
+
+check_multi_node()
+
+
+def train_launcher(wildcards):
+    """Multi-node train jobs start a Ray cluster across their allocation first."""
+    return "bash scripts/ray-slurm.sh " if train_nodes() > 1 else ""
+
+
 def train_overrides(wildcards, input):
     exp, seed = parse_run(wildcards.run)
     spec = EXPERIMENTS[exp]
@@ -281,6 +314,7 @@ def train_overrides(wildcards, input):
         f"model.path={model_dir(run_name(parent, seed)) if parent else base_model_dir()}",
         f"data.train={input.train}",
         f"data.val={input.val}",
+        *_multi_node_sets(),
         *config.get("train_overrides", []),
         *spec.get("set", []),
     ]

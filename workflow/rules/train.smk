@@ -25,6 +25,7 @@ rule train:
     params:
         out=lambda wildcards, output: Path(output[0]).parent,
         sets=train_overrides,
+        launcher=train_launcher,
     shell:
-        "OMP_NUM_THREADS={threads} python -m luffy train --config {input.config}"
+        "OMP_NUM_THREADS={threads} {params.launcher}python -m luffy train --config {input.config}"
         " --out {params.out} {params.sets} --no-progress > {log} 2>&1"

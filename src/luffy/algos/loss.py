@@ -24,8 +24,6 @@ Deliberate deviations from the reference implementation (spec §1.8):
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 

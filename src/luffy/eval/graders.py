@@ -464,7 +464,7 @@ def grade(response: str, ground_truth: str, grader: str, *, timeout_s: float = D
     """
     for name, value in (("response", response), ("ground_truth", ground_truth)):
         if not isinstance(value, str):
-            raise ValueError(f"grade: {name} must be a str, got {type(value).__name__}")  # noqa: TRY004
+            raise ValueError(f"grade: {name} must be a str, got {type(value).__name__}")
     _check_grader_args([ground_truth], grader)
     if threading.current_thread() is threading.main_thread():
         out = call_with_deadline(_run_grader, (response, ground_truth, grader), timeout_s)

@@ -79,7 +79,7 @@ def math_verify_reward(response: str, ground_truth: str, *, timeout_s: float = D
     """
     for name, value in (("response", response), ("ground_truth", ground_truth)):
         if not isinstance(value, str):
-            raise ValueError(  # noqa: TRY004 - project convention: bad input is a ValueError
+            raise ValueError(
                 f"math_verify_reward: {name} must be a str, got {type(value).__name__}"
             )
     if threading.current_thread() is threading.main_thread():
@@ -144,4 +144,4 @@ def check_text_pairs(responses: Sequence[str], ground_truths: Sequence[str]) -> 
     for name, seq in (("responses", responses), ("ground_truths", ground_truths)):
         for i, x in enumerate(seq):
             if not isinstance(x, str):
-                raise ValueError(f"{name}[{i}] must be a str, got {type(x).__name__}")  # noqa: TRY004
+                raise ValueError(f"{name}[{i}] must be a str, got {type(x).__name__}")

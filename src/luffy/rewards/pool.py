@@ -41,7 +41,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any, Literal, Self
 
@@ -58,11 +58,13 @@ MAX_START_FAILURES = 3
 @dataclass(frozen=True)
 class TaskOutcome:
     """Result of one task: ``status`` is ``"ok"`` (``value`` holds the return value), ``"timeout"`` or
-    ``"error"`` (``value`` is None; ``detail`` says what happened)."""
+    ``"error"`` (``value`` is None; ``detail`` says what happened). ``seconds``: from the moment a worker
+    received the task to the moment the parent had its outcome (None if it never ran)."""
 
     status: Status
     value: Any = None
     detail: str = ""
+    seconds: float | None = field(default=None, compare=False)  # a measurement, not part of the result
 
 
 class DeadlineExceeded(BaseException):
@@ -297,7 +299,8 @@ class GradingPool:
                             "error", None, f"cannot send task: {type(exc).__name__}: {exc}"
                         )
                         continue
-                    w.task = (task_id, idx, time.monotonic() + timeout_s + self.kill_grace_s)
+                    sent = time.monotonic()
+                    w.task = (task_id, idx, sent + timeout_s + self.kill_grace_s, sent)
             if start_failures >= MAX_START_FAILURES:
                 while pending:
                     results[pending.popleft()] = TaskOutcome("error", None, "grading workers fail to start")
@@ -327,13 +330,13 @@ class GradingPool:
                         start_failures = 0
                     elif w.task is not None and msg[0] == w.task[0]:
                         _, status, value, detail = msg
-                        results[w.task[1]] = TaskOutcome(status, value, detail)
+                        results[w.task[1]] = TaskOutcome(status, value, detail, now - w.task[3])
                         w.task = None
                 elif w.process.sentinel in ready_objs:
                     start_failures += self._on_death(i, results, "worker died")
                 elif w.task is not None and now >= w.task[2]:
                     results[w.task[1]] = TaskOutcome(
-                        "timeout", None, f"killed after {timeout_s} s + {self.kill_grace_s} s grace"
+                        "timeout", None, f"killed after {timeout_s} s + {self.kill_grace_s} s grace", now - w.task[3]
                     )
                     w.task = None
                     self._replace(i)
@@ -347,7 +350,7 @@ class GradingPool:
         w.kill()
         detail = f"{detail} (exit code {w.process.exitcode})"
         if w.task is not None:
-            results[w.task[1]] = TaskOutcome("error", None, detail)
+            results[w.task[1]] = TaskOutcome("error", None, detail, time.monotonic() - w.task[3])
             w.task = None
         was_starting = not w.ready
         if was_starting:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Self
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 FinishReason = Literal["stop", "length"]
 
@@ -51,6 +51,16 @@ class SamplingConfig(BaseModel):
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="nucleus sampling mass; 1.0 = off")
     max_new_tokens: int = Field(..., ge=1, description="generation budget per response (EOS included)")
     seed: int | None = Field(None, ge=0, description="seed for this call; None = unseeded")
+    min_new_tokens: int = Field(
+        0, ge=0, description="EOS is masked out until this many tokens (0 = off); = max_new_tokens gives "
+        "fixed-length responses (benchmarks: two engines doing identical work)",
+    )
+
+    @model_validator(mode="after")
+    def _min_le_max(self) -> Self:
+        if self.min_new_tokens > self.max_new_tokens:
+            raise ValueError(f"min_new_tokens={self.min_new_tokens} > max_new_tokens={self.max_new_tokens}")
+        return self
 
     @property
     def greedy(self) -> bool:

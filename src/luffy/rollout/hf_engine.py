@@ -109,6 +109,8 @@ class HFEngine(RolloutEngine):
                 "top_p": sampling.top_p,
                 "top_k": 0,
             }
+        if sampling.min_new_tokens:
+            knobs["min_new_tokens"] = sampling.min_new_tokens
         return GenerationConfig(
             max_new_tokens=sampling.max_new_tokens,
             num_beams=1,

@@ -156,6 +156,7 @@ class VLLMEngine(RolloutEngine):
             "top_p": sampling.top_p,
             "top_k": 0,
             "max_tokens": sampling.max_new_tokens,
+            "min_tokens": sampling.min_new_tokens,
             "stop_token_ids": [self.eos_id],
             "detokenize": False,
             "skip_special_tokens": False,

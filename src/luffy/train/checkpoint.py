@@ -4,6 +4,9 @@
 ``state.json``; it is written under a temporary name, every file fsynced, then renamed, and a
 ``COMPLETE`` marker is written last — a half-written checkpoint is never picked up by
 ``latest()``. Older checkpoints beyond ``keep`` are deleted only after a new one is complete.
+A checkpoint of the distributed trainer (``resources.backend: ray``) holds ``shards/`` (a
+``torch.distributed.checkpoint`` folder: model and optimizer, sharded per rank) instead of
+``model.pt`` / ``optim.pt``, under the same protocol (:meth:`CheckpointManager.save_with`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,16 +68,29 @@ class CheckpointManager:
         c = self.complete()
         return c[-1] if c else None
 
-    def save(self, step: int, model: torch.nn.Module, optim: Any, sched: Any, state: dict) -> Path:
+    def save(self, step: int, model: torch.nn.Module, optim: Any, sched: Any, state: dict,
+             midway: Callable[[], None] | None = None) -> Path:
+        """Write ``step_<step>/`` atomically; ``midway`` runs after the model file is written (drills)."""
+
+        def write(tmp: Path) -> None:
+            _save(model.state_dict(), tmp / "model.pt")
+            if midway is not None:
+                midway()
+            _save(optim.state_dict(), tmp / "optim.pt")
+            _save(sched.state_dict(), tmp / "sched.pt")
+
+        return self.save_with(step, write, state)
+
+    def save_with(self, step: int, write: Callable[[Path], None], state: dict) -> Path:
+        """The protocol of :meth:`save` with the weight/optimizer/scheduler files written by ``write(tmp)``
+        into the temporary folder (the distributed trainer: every rank writes its shards there)."""
         self.root.mkdir(parents=True, exist_ok=True)
         final = self.root / f"step_{step:06d}"
         tmp = self.root / f".step_{step:06d}.tmp-{os.getpid()}"
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir()
-        _save(model.state_dict(), tmp / "model.pt")
-        _save(optim.state_dict(), tmp / "optim.pt")
-        _save(sched.state_dict(), tmp / "sched.pt")
+        write(tmp)
         _save(state.pop("rng"), tmp / "rng.pt")
         atomic_write_text(tmp / "state.json", json.dumps(state, indent=1))
         fsync_dir(tmp)
@@ -94,6 +111,13 @@ class CheckpointManager:
             "model": torch.load(path / "model.pt", map_location="cpu", weights_only=True),
             "optim": torch.load(path / "optim.pt", map_location="cpu", weights_only=True),
             "sched": torch.load(path / "sched.pt", map_location="cpu", weights_only=True),
+            **CheckpointManager.load_state(path),
+        }
+
+    @staticmethod
+    def load_state(path: Path) -> dict[str, Any]:
+        """The driver's part of a checkpoint: ``rng`` (RNG states) and ``state`` (state.json)."""
+        return {
             "rng": torch.load(path / "rng.pt", map_location="cpu", weights_only=False),
             "state": json.loads((path / "state.json").read_text()),
         }

@@ -13,9 +13,11 @@ Logits at column P−1+t predict response token t, so ``logp[:, t]`` = log π(y_
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
+from torch.utils.checkpoint import checkpoint
 
 
 @dataclass
@@ -53,13 +55,74 @@ def collate(prompts: list[list[int]], responses: list[list[int]], off_masks: lis
     return MicroBatch(ids, attn, position, resp, off, p_w)
 
 
+#: Response positions per log-softmax chunk are chosen so that one chunk holds at most this many
+#: float32 logits (64 MiB); a micro-batch that fits in one chunk is computed in one piece.
+LOGIT_CHUNK_ELEMENTS = 1 << 24
+
+
 def token_logprobs(model: torch.nn.Module, mb: MicroBatch, *, temperature: float = 1.0,
                    with_entropy: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(logp float[m,R], entropy float[m,R] or None) of the response tokens under ``model``.
 
     Logits are divided by the sampling temperature, as the reference does when recomputing
     old log-probs (spec §1.0 step 6). Computed in float32.
+
+    Memory/compute (same values as :func:`token_logprobs_reference`, up to float rounding):
+
+    * only the R+1 last positions go through the output head (``logits_to_keep``; the prompt
+      positions' logits are never used), when the model's ``forward`` takes that argument;
+    * the float32 log-softmax / entropy runs over chunks of response positions
+      (:data:`LOGIT_CHUNK_ELEMENTS` logits each), each under activation checkpointing when a
+      gradient is needed, so no float32 ``[m, R, V]`` tensor (nor its softmax) is kept for the
+      backward pass -- only the model-dtype logits are. One chunk: computed directly, as before.
     """
+    r_w = mb.input_ids.shape[1] - mb.prompt_width
+    kwargs = {"logits_to_keep": r_w + 1} if _takes_logits_to_keep(model) else {}
+    out = model(input_ids=mb.input_ids, attention_mask=mb.attn, position_ids=mb.position, use_cache=False,
+                **kwargs)
+    logits = out.logits[:, -(r_w + 1): -1]                                   # [m, R, V], model dtype
+    ids = mb.resp_ids                                                        # [m, R]
+    m, _, v = logits.shape
+    step = max(1, LOGIT_CHUNK_ELEMENTS // max(1, m * v))
+    if step >= r_w:
+        return _logp_entropy(logits, ids, temperature, with_entropy)
+    lps, ents = [], []
+    for s in range(0, r_w, step):
+        args = (logits[:, s: s + step], ids[:, s: s + step], temperature, with_entropy)
+        if torch.is_grad_enabled() and logits.requires_grad:
+            lp, ent = checkpoint(_logp_entropy, *args, use_reentrant=False)
+        else:
+            lp, ent = _logp_entropy(*args)
+        lps.append(lp)
+        ents.append(ent)
+    return torch.cat(lps, dim=1), (torch.cat(ents, dim=1) if with_entropy else None)
+
+
+def _logp_entropy(logits: torch.Tensor, ids: torch.Tensor, temperature: float,
+                  with_entropy: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """logits [m, r, V] (any float dtype), ids long[m, r] -> (logp float32[m, r], entropy float32[m, r] | None)."""
+    x = logits.float()
+    if temperature not in (0.0, 1.0):
+        x = x / temperature
+    logz = torch.logsumexp(x, dim=-1)                                        # [m, r]
+    logp = x.gather(-1, ids.unsqueeze(-1)).squeeze(-1) - logz               # [m, r]
+    if not with_entropy:
+        return logp, None
+    ent = logz - (torch.softmax(x, dim=-1) * x).sum(-1)                      # H = logZ - E_p[x]
+    return logp, ent
+
+
+def _takes_logits_to_keep(model: torch.nn.Module) -> bool:
+    try:
+        return "logits_to_keep" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def token_logprobs_reference(model: torch.nn.Module, mb: MicroBatch, *, temperature: float = 1.0,
+                             with_entropy: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The straightforward computation :func:`token_logprobs` must equal: logits at every position,
+    one float32 ``[m, R, V]`` copy, log-softmax and entropy over it. Tests and benchmarks only."""
     out = model(input_ids=mb.input_ids, attention_mask=mb.attn, position_ids=mb.position, use_cache=False)
     p_w = mb.prompt_width
     logits = out.logits[:, p_w - 1: -1].float()

@@ -6,7 +6,8 @@ One RL step::
     members  = build_groups(prompts, n_on rollouts + n_off traces)  # luffy.rollout.groups
     rewards  = math_verify_reward(member text, answer)              # process pool, per-answer deadline
     adv      = group_advantages(rewards, group, is_off)             # luffy.algos, spec §1.2
-    old_logp = recompute with the current model (no grad)           # not taken from the engine
+    old_logp = recompute with the current model (no grad)           # not taken from the engine;
+               skipped for the first mini-batch when ppo_epochs = 1 (it is the current policy)
     for each mini-batch (mini_batch_prompts groups) × ppo_epochs:
         for each micro-batch: loss = pg − entropy_coef·H [+ sft_coef·SFT]; backward
         clip grad-norm, AdamW step, LR schedule step
@@ -33,6 +34,7 @@ import math
 import os
 import random
 import shutil
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,13 +44,14 @@ import numpy as np
 import torch
 import yaml
 
-from ..algos import entropy_bonus, group_advantages, policy_loss, sft_loss
+from ..algos import group_advantages
 from ..config import RunConfig, dump_config
 from ..data.loaders import load_rows
 from ..data.schema import DataFormatError, TrainRow
 from ..rollout.groups import Member, build_groups, check_rows_have_traces, encode_prompt, encode_trace
 from .checkpoint import CheckpointManager, atomic_write_text
-from .tensors import collate, token_logprobs
+from .tensors import MicroBatch, collate
+from .update import Micro, UpdateResult, UpdateSpec, build_optimizer, old_logprobs, run_update, summarize
 
 
 class TrainingError(RuntimeError):
@@ -57,6 +60,70 @@ class TrainingError(RuntimeError):
 
 class NothingToDo(RuntimeError):
     """``--resume`` found a run that is already finished."""
+
+
+# ------------------------------------------------------------------------------------------------
+# preemption drills
+
+DRILL_ENV = "LUFFY_DRILL"
+DRILL_PHASES = ("gen", "reward", "update", "metrics", "checkpoint", "finish")
+
+
+def parse_drill(spec: str | None) -> tuple[str, int, Path | None] | None:
+    """Parse ``$LUFFY_DRILL`` = ``<phase>:<step>[:<marker file>]`` (None when unset or empty).
+
+    A drill SIGKILLs the training process at that phase of that step -- a real ``kill -9``, placed
+    where a preemption hurts most (mid-rollout, mid-update, between the metrics line and the
+    checkpoint, inside a checkpoint write, between the final model and summary.json). With a marker
+    file the kill happens once: the file is created just before, and a later run that finds it goes
+    on. Used by tests/reliability and ``make reliability``.
+    """
+    if not spec:
+        return None
+    parts = spec.split(":", 2)
+    if len(parts) < 2 or parts[0] not in DRILL_PHASES or not parts[1].isdigit():
+        raise TrainingError(f"${DRILL_ENV}={spec!r}: expected <phase>:<step>[:<marker file>] with phase one of "
+                            f"{', '.join(DRILL_PHASES)}")
+    return parts[0], int(parts[1]), Path(parts[2]) if len(parts) == 3 else None
+
+
+def drill(phase: str, step: int) -> None:
+    """SIGKILL this process if ``$LUFFY_DRILL`` names ``phase`` and ``step`` (see :func:`parse_drill`)."""
+    d = parse_drill(os.environ.get(DRILL_ENV))
+    if d is None or d[0] != phase or d[1] != step:
+        return
+    if d[2] is not None:
+        if d[2].exists():
+            return
+        atomic_write_text(d[2], f"{phase}:{step} pid {os.getpid()}\n")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The records of ``metrics.jsonl``; a torn last line (a kill mid-append) is dropped.
+
+    A malformed line anywhere else is an error naming the file and line: that is damage, not a crash.
+    """
+    lines = path.read_text(encoding="utf-8").splitlines()
+    out = []
+    for i, ln in enumerate(lines):
+        if not ln.strip():
+            continue
+        try:
+            out.append(json.loads(ln))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                break
+            raise TrainingError(f"{path}: line {i + 1} is not JSON (the file is damaged)") from None
+    return out
+
+
+def _rows_of(key: str, path: str) -> list[TrainRow]:
+    """load_rows with the config key in the error (``data.train: <file>: line 3: ...``)."""
+    try:
+        return load_rows(path)
+    except DataFormatError as e:
+        raise DataFormatError(f"{key}: {e}") from None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -146,6 +213,9 @@ class RunPaths:
 
 
 class Trainer:
+    #: Run the separate old-log-prob pass for every sequence (benchmarks/tests of the skip in rl_step).
+    always_recompute_old_logp: bool = False
+
     def __init__(self, cfg: RunConfig, out: str | Path, *, resume: str = "auto", progress: bool = True,
                  log=print, stop_after: int | None = None) -> None:
         self.cfg = cfg
@@ -154,6 +224,7 @@ class Trainer:
         self.progress = progress
         self.log = log
         self.stop_after = stop_after  # simulate an interruption after this step (tests, drills)
+        parse_drill(os.environ.get(DRILL_ENV))  # a malformed drill is an error before any work
         self._tb = None
         self.engine = None
         self.pool = None
@@ -162,10 +233,10 @@ class Trainer:
     def _read_data(self) -> None:
         """Read and check the data files before any model is loaded (bad data fails fast)."""
         c = self.cfg
-        self._raw_rows = load_rows(c.data.train)
+        self._raw_rows = _rows_of("data.train", c.data.train)
         if c.method == "sft" or c.group.n_off > 0:
             check_rows_have_traces(self._raw_rows, max(1, c.group.n_off), c.data.train)
-        self.val_rows: list[TrainRow] = load_rows(c.data.val) if c.data.val else []
+        self.val_rows: list[TrainRow] = _rows_of("data.val", c.data.val) if c.data.val else []
         if c.data.val_limit is not None:
             self.val_rows = self.val_rows[: c.data.val_limit]
 
@@ -188,6 +259,7 @@ class Trainer:
 
         c = self.cfg
         self._read_data()
+        self._start_backend()
         torch.manual_seed(c.train.seed)
         random.seed(c.train.seed)
         np.random.seed(c.train.seed)
@@ -198,13 +270,8 @@ class Trainer:
             self.model.gradient_checkpointing_enable()
         self._load_data()
         self.model.train()
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optim = torch.optim.AdamW(params, lr=c.optim.lr, betas=c.optim.betas,
-                                       weight_decay=c.optim.weight_decay)
         self.total_steps, self.opt_steps_total = self._plan()
-        warm = int(round(c.optim.warmup_ratio * self.opt_steps_total))
-        self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.optim, lr_lambda(c.optim.schedule, warm, self.opt_steps_total))
+        self.optim, self.sched = self._make_optimizer()
         self.sampler = Sampler(len(self.rows), c.train.prompts_per_step, c.train.seed)
         self.SamplingConfig = SamplingConfig
         self.engine = None
@@ -280,12 +347,14 @@ class Trainer:
                                        prefix_ratio=c.group.prefix_ratio, sampling=self._sampling(step),
                                        max_response_tokens=c.data.max_response_tokens)
         times["gen"] = time.perf_counter() - t0
+        drill("gen", step)
         gen_tokens = sum(len(m.response_ids) - sum(m.off_mask) for m in members)
 
         t0 = time.perf_counter()
         texts = [self._decode(m.response_ids) for m in members]
         scores, n_to, n_err = self._rewards(texts, [m.row.answer for m in members])
         times["reward"] = time.perf_counter() - t0
+        drill("reward", step)
 
         rewards = torch.tensor(scores, dtype=torch.float32)
         gids = torch.tensor([m.group for m in members])
@@ -293,74 +362,39 @@ class Trainer:
         adv = group_advantages(rewards, gids, is_off, stats=c.advantage.stats, scale=c.advantage.scale,
                                eps=c.advantage.eps)
 
-        # old log-probs, recomputed by the trainer model (spec §1.0 step 6)
+        # old log-probs, recomputed by the trainer model (spec §1.0 step 6). π_old is the policy before the
+        # step's first optimizer step: with ppo_epochs 1 that is exactly the policy of the first mini-batch's
+        # update forward, so its sequences skip this pass (old_logp None: the update uses its own log-probs,
+        # detached; luffy.train.update.micro_loss). One mini-batch per step: no pass at all.
         t0 = time.perf_counter()
         groups = self._chunks(list(range(len(rows))), c.train.mini_batch_prompts)
         order = {g: [i for i, m in enumerate(members) if m.group == g] for g in range(len(rows))}
-        old: dict[int, torch.Tensor] = {}
-        self.model.eval()
-        with torch.no_grad():
-            for idx in self._chunks(list(range(len(members))), c.train.micro_batch_seqs):
-                mb = self._micro([members[i] for i in idx])
-                lp, _ = token_logprobs(self.model, mb, temperature=c.rollout.temperature, with_entropy=False)
-                for j, i in enumerate(idx):
-                    old[i] = lp[j, : len(members[i].response_ids)]
-        self.model.train()
+        reuse = ({i for g in groups[0] for i in order[g]}
+                 if c.train.ppo_epochs == 1 and not self.always_recompute_old_logp else set())
+        lp_chunks = self._chunks([i for i in range(len(members)) if i not in reuse], c.train.micro_batch_seqs)
+        lps = self._old_logprobs([self._micro([members[i] for i in idx]) for idx in lp_chunks]) if lp_chunks else []
+        old = {i: lps[k][j, : len(members[i].response_ids)] for k, idx in enumerate(lp_chunks)
+               for j, i in enumerate(idx)}
         times["old_logp"] = time.perf_counter() - t0
 
+        # the update (luffy.train.update: the same code path runs in every distributed worker)
         t0 = time.perf_counter()
-        loss_cfg = c.loss_config()
-        agg: dict[str, list[float]] = {}
-        ent_sum = {"all": [0.0, 0.0], "on": [0.0, 0.0], "off": [0.0, 0.0]}
-        grad_norms, bad = [], False
-        for _ in range(c.train.ppo_epochs):
-            for gchunk in groups:
-                seq_idx = [i for g in gchunk for i in order[g]]
-                micro = self._chunks(seq_idx, c.train.micro_batch_seqs)
-                self.optim.zero_grad(set_to_none=True)
-                for idx in micro:
-                    mb = self._micro([members[i] for i in idx])
-                    logp, ent = token_logprobs(self.model, mb, temperature=c.rollout.temperature)
-                    old_lp = torch.zeros_like(logp)
+        plan: list[list[Micro]] = []
+        for gchunk in groups:
+            seq_idx = [i for g in gchunk for i in order[g]]
+            micros = []
+            for idx in self._chunks(seq_idx, c.train.micro_batch_seqs):
+                mb = self._micro([members[i] for i in idx])
+                old_lp = None                                                     # π_old = current policy
+                if not reuse.issuperset(idx):
+                    old_lp = torch.zeros(mb.resp_mask.shape, dtype=torch.float32)  # [m, R]
                     for j, i in enumerate(idx):
                         old_lp[j, : old[i].shape[0]] = old[i]
-                    a = adv[idx]
-                    if c.off_policy_objective == "policy":
-                        pg, m = policy_loss(logp, old_lp, a, mb.resp_mask, mb.off_mask, loss_cfg)
-                        extra = torch.zeros(())
-                    else:  # RL w/ SFT loss: pg on on-policy sequences, NLL on off-policy sequences
-                        seq_off = torch.tensor([members[i].is_off for i in idx])[:, None]
-                        on_rows = mb.resp_mask & ~seq_off
-                        pg, m = policy_loss(logp, old_lp, a, on_rows, torch.zeros_like(on_rows), loss_cfg)
-                        extra = c.sft_coef * sft_loss(logp, mb.resp_mask & seq_off)
-                        m["sft_loss"] = extra.detach()
-                    h = entropy_bonus(ent, mb.resp_mask)
-                    loss = pg - c.entropy_coef * h + extra
-                    w = len(idx) / len(seq_idx)
-                    if not torch.isfinite(loss):
-                        bad = True
-                        break
-                    (loss * w).backward()
-                    for k, v in m.items():
-                        agg.setdefault(k, []).append(float(v))
-                    with torch.no_grad():
-                        e = ent.detach()
-                        for key, msk in (("all", mb.resp_mask), ("on", mb.resp_mask & ~mb.off_mask),
-                                         ("off", mb.resp_mask & mb.off_mask)):
-                            ent_sum[key][0] += float((e * msk).sum())
-                            ent_sum[key][1] += float(msk.sum())
-                if bad:
-                    break
-                gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.optim.grad_clip)
-                if not torch.isfinite(gn):
-                    bad = True
-                    break
-                grad_norms.append(float(gn))
-                self.optim.step()
-                self.sched.step()
-            if bad:
-                break
-        self.optim.zero_grad(set_to_none=True)
+                micros.append(Micro(mb, len(idx) / len(seq_idx), old_lp, adv[idx],
+                                    torch.tensor([members[i].is_off for i in idx])))
+            plan.append(micros)
+        upd = self._update(plan * c.train.ppo_epochs, step)
+        bad = upd.bad
         times["update"] = time.perf_counter() - t0
 
         on = ~is_off
@@ -378,14 +412,10 @@ class Trainer:
             "length/clip_ratio": float(np.mean([m.finish_reason == "length" for m in members])),
             "reward/timeouts": n_to, "reward/errors": n_err,
             "data/truncated_traces": gstats.truncated_traces,
-            "optim/lr": self.sched.get_last_lr()[0],
-            "optim/grad_norm": float(np.mean(grad_norms)) if grad_norms else float("nan"),
+            "optim/lr": upd.lr,
             "tokens_per_s/gen": gen_tokens / max(times["gen"], 1e-9),
         }
-        for k, v in agg.items():
-            met[f"actor/{k}"] = float(np.mean(v))
-        for k, (s, n) in ent_sum.items():
-            met[f"entropy/{k}"] = s / n if n else float("nan")
+        met.update(summarize(upd))
         met.update({f"time/{k}": v for k, v in times.items()})
         met["bad_step"] = bad
         met["batch_ids"] = [r.id for r in rows] if bad else None
@@ -404,33 +434,41 @@ class Trainer:
             ids, t = encode_trace(self.tok, ptext, r.traces[0].text, c.data.max_response_tokens)
             trunc += int(t)
             seqs.append(Member(0, r, pids, ids, [True] * len(ids), "stop", 0))
-        self.optim.zero_grad(set_to_none=True)
-        losses, bad = [], False
-        ent_s, ent_n = 0.0, 0.0
-        for idx in self._chunks(list(range(len(seqs))), c.train.micro_batch_seqs):
-            mb = self._micro([seqs[i] for i in idx])
-            logp, ent = token_logprobs(self.model, mb)
-            loss = sft_loss(logp, mb.resp_mask)
-            if not torch.isfinite(loss):
-                bad = True
-                break
-            (loss * len(idx) / len(seqs)).backward()
-            losses.append(float(loss))
-            ent_s += float((ent.detach() * mb.resp_mask).sum())
-            ent_n += float(mb.resp_mask.sum())
-        gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.optim.grad_clip) if not bad else None
-        if gn is not None and not torch.isfinite(gn):
-            bad = True
-        if not bad:
-            self.optim.step()
-            self.sched.step()
-        self.optim.zero_grad(set_to_none=True)
-        return {"actor/sft_loss": float(np.mean(losses)) if losses else float("nan"),
-                "entropy/all": ent_s / max(ent_n, 1), "entropy/off": ent_s / max(ent_n, 1),
-                "optim/lr": self.sched.get_last_lr()[0],
-                "optim/grad_norm": float(gn) if gn is not None else float("nan"),
+        micros = [Micro(self._micro([seqs[i] for i in idx]), len(idx) / len(seqs))
+                  for idx in self._chunks(list(range(len(seqs))), c.train.micro_batch_seqs)]
+        upd = self._update([micros], step)
+        met = summarize(upd, ("all",))
+        return {"actor/sft_loss": met.get("actor/sft_loss", float("nan")),
+                "entropy/all": met["entropy/all"], "entropy/off": met["entropy/all"],
+                "optim/lr": upd.lr, "optim/grad_norm": met["optim/grad_norm"],
                 "data/truncated_traces": trunc, "time/update": time.perf_counter() - t0,
-                "bad_step": bad, "batch_ids": [r.id for r in rows] if bad else None}
+                "bad_step": upd.bad, "batch_ids": [r.id for r in rows] if upd.bad else None}
+
+    # -------------------------------------------------------------------------------- backend
+    # The hooks below are where the distributed trainer (luffy.dist.DistTrainer) differs: it runs
+    # them on a Ray worker group; everything else in this class is shared.
+    def _start_backend(self) -> None:
+        """Called after the data files are read, before any model is loaded (nothing to start here)."""
+
+    def _make_optimizer(self):
+        return build_optimizer(self.model, self.cfg, self.opt_steps_total)
+
+    def _old_logprobs(self, batches: list[MicroBatch]) -> list[torch.Tensor]:
+        """logp float[m, R] of each batch under the current weights."""
+        lps = old_logprobs(self.model, batches, self.cfg.rollout.temperature)
+        return [lps[j] for j in range(len(batches))]
+
+    def _update(self, plan: list[list[Micro]], step: int) -> UpdateResult:
+        return run_update(self.model, self.optim, self.sched, plan, UpdateSpec.from_config(self.cfg),
+                          after_backward=lambda: drill("update", step))
+
+    def _restore(self, path: Path) -> dict[str, Any]:
+        """Load a checkpoint's model/optimizer/scheduler; return its ``rng`` and ``state``."""
+        ck = CheckpointManager.load(path)
+        self.model.load_state_dict(ck["model"])
+        self.optim.load_state_dict(ck["optim"])
+        self.sched.load_state_dict(ck["sched"])
+        return ck
 
     # -------------------------------------------------------------------------------- loop
     def _write_metrics(self, rec: dict) -> None:
@@ -446,14 +484,14 @@ class Trainer:
     def _truncate_metrics(self, upto: int) -> None:
         if not self.paths.metrics.exists():
             return
-        keep = [ln for ln in self.paths.metrics.read_text().splitlines()
-                if ln.strip() and json.loads(ln)["step"] <= upto]
-        atomic_write_text(self.paths.metrics, "".join(ln + "\n" for ln in keep))
+        keep = [r for r in read_metrics(self.paths.metrics) if r["step"] <= upto]
+        atomic_write_text(self.paths.metrics, "".join(json.dumps(r) + "\n" for r in keep))
 
     def _checkpoint(self, step: int, bad_streak: int) -> None:
         state = {"step": step, "sampler": self.sampler.state(), "bad_streak": bad_streak,
                  "rng": _rng_state()}
-        self.ckpt.save(step, self.model, self.optim, self.sched, state)
+        self.ckpt.save(step, self.model, self.optim, self.sched, state,
+                       midway=lambda: drill("checkpoint", step))
 
     def ckpt_exists(self) -> bool:
         return CheckpointManager(self.paths.checkpoints).latest() is not None
@@ -470,10 +508,7 @@ class Trainer:
                 self.paths.metrics.unlink()
             return 0
         step, path = latest
-        ck = CheckpointManager.load(path)
-        self.model.load_state_dict(ck["model"])
-        self.optim.load_state_dict(ck["optim"])
-        self.sched.load_state_dict(ck["sched"])
+        ck = self._restore(path)
         _set_rng_state(ck["rng"])
         self.sampler.load(ck["state"]["sampler"])
         self._bad_streak = ck["state"]["bad_streak"]
@@ -487,10 +522,10 @@ class Trainer:
             raise NothingToDo(f"{self.paths.out}: run already finished (summary.json exists)")
         self.paths.out.mkdir(parents=True, exist_ok=True)
         resolved = yaml.safe_dump(dump_config(c), sort_keys=False)
-        if self.resume_mode == "auto" and self.paths.config.exists() and self.ckpt_exists():
-            if yaml.safe_load(self.paths.config.read_text()) != yaml.safe_load(resolved):
-                raise TrainingError(f"{self.paths.out}: the config differs from the one its checkpoints were "
-                                    f"written with ({self.paths.config}); use a new --out or delete the folder")
+        if (self.resume_mode == "auto" and self.paths.config.exists() and self.ckpt_exists()
+                and yaml.safe_load(self.paths.config.read_text()) != yaml.safe_load(resolved)):
+            raise TrainingError(f"{self.paths.out}: the config differs from the one its checkpoints were "
+                                f"written with ({self.paths.config}); use a new --out or delete the folder")
         atomic_write_text(self.paths.config, resolved)
         self.setup()
         self._bad_streak = 0
@@ -498,7 +533,7 @@ class Trainer:
         try:
             from torch.utils.tensorboard import SummaryWriter
             self._tb = SummaryWriter(str(self.paths.out / "tb"))
-        except Exception:  # tensorboard is optional
+        except ImportError:  # tensorboard is optional
             self._tb = None
         if start == 0:
             v0 = self.validate(0)
@@ -515,21 +550,24 @@ class Trainer:
             met = self.rl_step(step) if c.method == "rl" else self.sft_step(step)
             met["time/step"] = time.perf_counter() - t0
             step_times.append(met["time/step"])
-            if met.pop("bad_step"):
+            met["skipped_update"] = bad = met.pop("bad_step")
+            if not bad:
+                met.pop("batch_ids", None)
+            if bad:
                 self._bad_streak += 1
                 self.log(f"step {step}: non-finite loss or gradient; update skipped "
                          f"(batch ids: {met.get('batch_ids')})")
-                if self._bad_streak >= c.train.max_bad_steps:
-                    raise TrainingError(f"{self._bad_streak} consecutive non-finite steps at step {step}; "
-                                        f"stopping (last good checkpoint kept in {self.paths.checkpoints})")
             else:
                 self._bad_streak = 0
-            met.pop("batch_ids", None)
             if c.train.val_every and step % c.train.val_every == 0 and step != self.total_steps:
                 met.update(self.validate(step))
             if step == self.total_steps:
                 met.update(self.validate(step))
             self._write_metrics({"step": step, **met})
+            drill("metrics", step)
+            if self._bad_streak >= c.train.max_bad_steps:
+                raise TrainingError(f"{self._bad_streak} consecutive non-finite steps at step {step}; stopping "
+                                    f"(last good checkpoint kept in {self.paths.checkpoints})")
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix({k.split("/")[-1]: round(met[k], 3) for k in ("reward/mean", "actor/sft_loss")
@@ -554,7 +592,8 @@ class Trainer:
         if self.paths.model.exists():
             shutil.rmtree(self.paths.model)
         os.replace(tmp, self.paths.model)
-        recs = [json.loads(ln) for ln in self.paths.metrics.read_text().splitlines() if ln.strip()]
+        drill("finish", self.total_steps)
+        recs = read_metrics(self.paths.metrics)
         vals = [(r["step"], r["val/accuracy"]) for r in recs if "val/accuracy" in r]
         times = [r["time/step"] for r in recs if "time/step" in r]
         summary = {
@@ -574,14 +613,18 @@ class Trainer:
             try:
                 if obj is not None:
                     obj.close()
-            except Exception:
-                pass
+            except Exception as e:  # noqa: BLE001 - closing must not mask the run's own outcome
+                self.log(f"close: {type(obj).__name__}: {e}")
         if self._tb is not None:
             self._tb.close()
 
 
 def train(cfg: RunConfig, out: str | Path, *, resume: str = "auto", progress: bool = True) -> dict[str, Any]:
-    t = Trainer(cfg, out, resume=resume, progress=progress)
+    if cfg.resources.backend == "ray":
+        from ..dist import DistTrainer
+        t: Trainer = DistTrainer(cfg, out, resume=resume, progress=progress)
+    else:
+        t = Trainer(cfg, out, resume=resume, progress=progress)
     try:
         return t.run()
     finally:
