@@ -5,7 +5,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: setup run test smoke dryrun-slurm lint reliability bench clean
+.PHONY: setup run test smoke dryrun-slurm lint reliability bench gpu-check clean
 
 setup:
 	@bash scripts/setup.sh
@@ -31,6 +31,11 @@ reliability: setup
 ## the benchmarks of BENCHMARKS.md (about 15 min on 2 cores); one JSON record each in benchmarks/results/
 bench: setup
 	.venv/bin/python -m luffy bench all --threads $(CORES) --out benchmarks/results $(BENCH_ARGS)
+
+## the GPU check of issue #6 on a CUDA host (FSDP2 + bf16 step, MFU, HF generation); needs the
+## envs/luffy-gpu.yaml environment active (the .venv torch is a CPU build); prints rows for BENCHMARKS.md
+gpu-check:
+	@bash scripts/gpu-check.sh
 
 lint: setup
 	.venv/bin/ruff check src tests
