@@ -58,7 +58,7 @@ def test_rollout_small_hf_only():
     r = rec["results"]["tiny"]
     s = r["settings"]
     want = s["n_prompts"] * s["n"] * s["max_new_tokens"]
-    for case in ("hf/float32", "hf/bfloat16"):
+    for case in ("hf/float32", "hf/bfloat16", "hf/bfloat16_sdpa"):
         assert r["cases"][case]["tokens"] == want and r["cases"][case]["tokens_per_s"] > 0
 
 
@@ -78,12 +78,14 @@ def test_train_step_small_ours_and_trl():
     rec = run_benchmark("train_step", small=True)
     _envelope(rec, "train_step")
     r = rec["results"]
-    for v in ("luffy", "luffy_recompute_old_logp", "on_policy", "trl"):
+    for v in ("luffy", "luffy_recompute_old_logp", "luffy_sdpa_attention", "luffy_before_fast_path", "on_policy",
+              "trl", "trl_eager_attention"):
         assert r[v]["steps_per_s"] > 0 and len(r[v]["step_s"]) == rec["settings"]["steps"], v
     assert r["luffy"]["phases_mean_s"]["old_logp"] < r["luffy_recompute_old_logp"]["phases_mean_s"]["old_logp"]
     assert 0 <= r["luffy"]["update_padding_waste"] < 1
     assert r["trl"]["settings_unknown_to_this_trl"] == []  # every setting reached TRL
-    assert {"luffy_over_trl", "on_policy_over_trl", "old_logp_skip_speedup"} <= set(r["ratios"])
+    assert {"luffy_over_trl", "on_policy_over_trl", "luffy_over_trl_eager_attention", "old_logp_skip_step_speedup",
+            "eager_attention_update_speedup", "fast_path_step_speedup"} <= set(r["ratios"])
     assert len(r["trl"]["round_median_step_s"]) == rec["settings"]["rounds"]
 
 

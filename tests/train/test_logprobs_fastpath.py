@@ -5,6 +5,7 @@ import pytest
 import torch
 from transformers import Qwen2ForCausalLM
 
+from luffy.model import attention
 from luffy.model.tiny import TinyModelConfig, build_tokenizer, model_config
 from luffy.train import tensors
 from luffy.train.tensors import collate, token_logprobs, token_logprobs_reference
@@ -90,3 +91,57 @@ def test_model_without_logits_to_keep_falls_back(model):
         a, _ = token_logprobs_reference(model, mb)
         b, _ = token_logprobs(Wrapped(model), mb)
     torch.testing.assert_close(b[mb.resp_mask], a[mb.resp_mask], rtol=0, atol=1e-6)
+
+
+def test_bf16_cpu_uses_eager_attention_and_restores_it(model, monkeypatch):
+    """A bf16 model on CPU: the log-prob forward runs with eager attention, the model keeps SDPA after
+    the call (also when the forward raises), and the values match the SDPA reference to bf16 rounding."""
+    m = type(model)(model.config)
+    m.load_state_dict(model.state_dict())
+    m = m.to(torch.bfloat16)
+    assert m.config._attn_implementation == "sdpa"
+    mb = _batch(m.get_input_embeddings().weight.shape[0])
+    seen = []
+    orig_forward = m.forward
+
+    def spy(*a, **k):
+        seen.append(m.config._attn_implementation)
+        return orig_forward(*a, **k)
+
+    monkeypatch.setattr(m, "forward", spy)
+    lp, ent = token_logprobs(m, mb)
+    assert seen == ["eager"] and m.config._attn_implementation == "sdpa"
+    ref_lp, ref_ent = token_logprobs_reference(m, mb)
+    assert seen[-1] == "sdpa"
+    msk = mb.resp_mask
+    torch.testing.assert_close(lp[msk], ref_lp[msk], rtol=0, atol=0.05)  # bf16 logits: ~3 significant digits
+    torch.testing.assert_close(ent[msk], ref_ent[msk], rtol=0, atol=0.05)
+
+    monkeypatch.setattr(attention, "ENABLED", False)
+    token_logprobs(m, mb)
+    assert seen[-1] == "sdpa"  # switched off: the model's own attention
+    monkeypatch.setattr(attention, "ENABLED", True)
+
+    def boom(*a, **k):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(m, "forward", boom)
+    with pytest.raises(RuntimeError, match="boom"):
+        token_logprobs(m, mb)
+    assert m.config._attn_implementation == "sdpa"
+
+
+def test_float32_and_large_attention_keep_sdpa(model, monkeypatch):
+    mb = _batch(model.get_input_embeddings().weight.shape[0])
+    calls = []
+    monkeypatch.setattr(model, "set_attn_implementation", lambda impl: calls.append(impl))
+    token_logprobs(model, mb)  # float32: untouched
+    assert calls == []
+    m = type(model)(model.config).to(torch.bfloat16)
+    monkeypatch.setattr(m, "set_attn_implementation", lambda impl: calls.append(impl))
+    monkeypatch.setattr(attention, "MAX_BYTES", 1)  # the attention matrices would not fit
+    token_logprobs(m, mb)
+    assert calls == []
+    monkeypatch.setattr(attention, "MAX_BYTES", 1 << 30)
+    token_logprobs(m, mb)
+    assert calls == ["eager", "sdpa"]

@@ -1,8 +1,10 @@
 """Before/after of the log-prob fast path (:func:`luffy.train.tensors.token_logprobs`).
 
 ``before`` = :func:`~luffy.train.tensors.token_logprobs_reference` (logits at every position, one
-float32 ``[m, R, V]`` copy plus its softmax), ``after`` = :func:`~luffy.train.tensors.token_logprobs`
-(head on the response positions only, chunked float32 statistics under checkpointing).
+float32 ``[m, R, V]`` copy plus its softmax, the model's SDPA attention), ``after`` =
+:func:`~luffy.train.tensors.token_logprobs` (head on the response positions only, chunked float32
+statistics under checkpointing, eager attention for a bf16 model on CPU), ``after_sdpa`` = the same
+without the attention switch (:data:`luffy.model.attention.ENABLED` False).
 
 Per model shape and variant, a fresh worker process (``spawn``) builds the same seeded model,
 runs one untimed warm-up and ``repeats`` timed rounds of ``token_logprobs → Σ logp + Σ H →
@@ -54,9 +56,14 @@ def _batch(model, seqs: int, plen: int, rlen: int):
 
 
 def _fn(variant: str):
+    """before: the reference; after_sdpa: the fast path with the model's own attention; after: all of it."""
+    from luffy.model import attention
     from luffy.train import tensors
 
-    return tensors.token_logprobs if variant == "after" else tensors.token_logprobs_reference
+    if variant == "before":
+        return tensors.token_logprobs_reference
+    attention.ENABLED = variant == "after"  # this worker process only
+    return tensors.token_logprobs
 
 
 def _status_kib(field: str) -> int:
@@ -134,9 +141,10 @@ def run(small: bool = False, *, models: tuple[str, ...] = ("tiny", "smollm2"), d
     for name in models:
         shape = SMALL if small else SIZES[name]
         res: dict[str, Any] = {"seqs": shape[0], "prompt_len": shape[1], "resp_len_max": shape[2]}
-        for variant in ("before", "after"):
+        for variant in ("before", "after_sdpa", "after"):
             res[variant] = _in_worker(name, dtype, variant, shape, repeats, threads)
         res["speedup"] = round(res["before"]["best_s"] / res["after"]["best_s"], 3)
+        res["speedup_without_eager_attention"] = round(res["before"]["best_s"] / res["after_sdpa"]["best_s"], 3)
         res["float32_equality"] = _max_diff(name, shape)
         rec["results"][name] = res
     return finish(rec)

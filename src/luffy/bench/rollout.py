@@ -13,8 +13,10 @@ max_new_tokens``: HF's ``min_new_tokens``, vLLM's ``min_tokens``), so every resp
 them are recorded). vLLM's start-up (``LLM()``) and one ``sync_weights`` are timed separately:
 they are paid once per run and once per step, respectively.
 
-Cases: ``hf/float32`` (fp32 weights), ``hf/bfloat16`` (bf16 weights), ``vllm/bfloat16`` and
-``vllm/float32``. The headline ratio compares equal precision: vllm/bfloat16 ÷ hf/bfloat16.
+Cases: ``hf/float32`` (fp32 weights), ``hf/bfloat16`` (bf16 weights; the engine switches to eager
+attention on CPU, :mod:`luffy.model.attention`), ``hf/bfloat16_sdpa`` (the same with that switch off:
+the HF engine before the fast path), ``vllm/bfloat16`` and ``vllm/float32``. The headline ratio
+compares equal precision: vllm/bfloat16 ÷ hf/bfloat16 (and ÷ hf/bfloat16_sdpa).
 """
 
 from __future__ import annotations
@@ -78,12 +80,19 @@ def _cases(folder: Path, model: torch.nn.Module, tok: Any, settings: dict[str, A
     prompts = random_prompts(n_prompts, plen, vocab, seed=1)
     sampling = SamplingConfig(temperature=1.0, top_p=1.0, max_new_tokens=new, min_new_tokens=new, seed=123)
     out: dict[str, Any] = {}
-    for dt in settings["hf_dtypes"]:
+    from luffy.model import attention
+
+    for case in settings["hf_dtypes"]:
+        dt, _, kernel = case.partition("_")  # "bfloat16_sdpa": bf16 with the eager-attention switch off
         m = copy.deepcopy(model).to(getattr(torch, dt))
         eng = make_engine("hf", model=m, tokenizer=tok, max_batch_size=n_prompts * n)
-        out[f"hf/{dt}"] = _measure(eng, prompts, n, sampling, settings["repeats"])
-        if profile:
-            out[f"hf/{dt}"]["profile_top"] = torch_profile_top(lambda e=eng: e.generate(prompts, n, sampling))
+        attention.ENABLED = kernel != "sdpa"
+        try:
+            out[f"hf/{case}"] = _measure(eng, prompts, n, sampling, settings["repeats"])
+            if profile:
+                out[f"hf/{case}"]["profile_top"] = torch_profile_top(lambda e=eng: e.generate(prompts, n, sampling))
+        finally:
+            attention.ENABLED = True
         del eng, m
         gc.collect()
     if settings["vllm_dtypes"]:
@@ -110,10 +119,13 @@ def _cases(folder: Path, model: torch.nn.Module, tok: Any, settings: dict[str, A
 
 def _ratios(cases: dict[str, Any]) -> dict[str, float]:
     r = {}
-    for dt in ("bfloat16", "float32"):
-        v, h = cases.get(f"vllm/{dt}"), cases.get(f"hf/{dt}")
+    for v_case, h_case in (("bfloat16", "bfloat16"), ("float32", "float32"), ("bfloat16", "bfloat16_sdpa")):
+        v, h = cases.get(f"vllm/{v_case}"), cases.get(f"hf/{h_case}")
         if v and h:
-            r[f"vllm_over_hf_{dt}"] = round(v["tokens_per_s"] / h["tokens_per_s"], 3)
+            r[f"vllm_over_hf_{h_case}"] = round(v["tokens_per_s"] / h["tokens_per_s"], 3)
+    a, b = cases.get("hf/bfloat16"), cases.get("hf/bfloat16_sdpa")
+    if a and b:
+        r["hf_eager_attention_speedup"] = round(a["tokens_per_s"] / b["tokens_per_s"], 3)
     return r
 
 
@@ -131,7 +143,7 @@ def run(small: bool = False, *, models: tuple[str, ...] = ("tiny", "smollm2"), r
             n_prompts, n, plen, new = SMALL if small else SIZES[name]
             settings = {"n_prompts": n_prompts, "n": n, "prompt_len": plen, "max_new_tokens": new,
                         "repeats": repeats or (1 if small or name == "smollm2" else 3),
-                        "hf_dtypes": ["float32", "bfloat16"],
+                        "hf_dtypes": ["float32", "bfloat16", "bfloat16_sdpa"],
                         "vllm_dtypes": (["bfloat16"] if small else ["bfloat16", "float32"]) if vllm else []}
             folder = Path(tmp) / name
             if name == "tiny":

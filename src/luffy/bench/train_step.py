@@ -15,10 +15,16 @@ after ``warmup`` untimed steps; everything runs ``rounds`` times in alternating 
 its ``on_step_begin`` and ``on_step_end`` callbacks. steps/s = timed steps / their summed seconds;
 the median step time is recorded too (robust to a load spike on a shared machine).
 
-Variants of ours: ``luffy`` (7 rollouts + 1 teacher trace per prompt; the old-log-prob pass is
-skipped because it provably equals the update's log-probs), ``luffy_recompute_old_logp`` (the
-same with the separate pass forced: the fast path's "before"), ``on_policy`` (8 rollouts: the same
-generation work as TRL). Padding waste of the update micro-batches is recorded for each.
+Variants of ours: ``luffy`` (7 rollouts + 1 teacher trace per prompt, every fast path on: the
+old-log-prob pass is skipped because it provably equals the update's log-probs, eager attention for
+a bf16 model on CPU in generation and in the log-prob passes, :mod:`luffy.model.attention`),
+``luffy_recompute_old_logp`` (the separate pass forced), ``luffy_sdpa_attention`` (SDPA attention
+kept), ``luffy_before_fast_path`` (both off: the "before"), ``on_policy`` (8 rollouts: the same generation work as TRL). The padding waste of the
+micro-batches a step builds (old-log-prob pass and update) is recorded for each.
+
+TRL runs twice: with its defaults (``trl``: the model's SDPA attention) and with the model switched
+to eager attention (``trl_eager_attention``), the kernel choice our trainer makes for a bf16 model on
+CPU -- so the ratio is given with and without that advantage.
 
 Not identical (stated, not hidden): prompt order (each side's own seeded sampler) and therefore
 response lengths; TRL logs extra metrics (entropy, clip ratios) every step.
@@ -78,7 +84,18 @@ def _config(task: Path, model: Path, s: dict[str, int], dtype: str, n_on: int, n
     })
 
 
-def _ours(cfg, out: Path, warmup: int, steps: int, *, recompute_old: bool, profile: bool) -> dict[str, Any]:
+def _ours(cfg, out: Path, warmup: int, steps: int, *, recompute_old: bool, profile: bool,
+          eager_attention: bool = True) -> dict[str, Any]:
+    from luffy.model import attention
+
+    attention.ENABLED = eager_attention
+    try:
+        return _ours_run(cfg, out, warmup, steps, recompute_old=recompute_old, profile=profile)
+    finally:
+        attention.ENABLED = True
+
+
+def _ours_run(cfg, out: Path, warmup: int, steps: int, *, recompute_old: bool, profile: bool) -> dict[str, Any]:
     from luffy.train import Trainer
 
     t = Trainer(cfg, out, progress=False, log=lambda *a, **k: None)
@@ -123,7 +140,7 @@ def _ours(cfg, out: Path, warmup: int, steps: int, *, recompute_old: bool, profi
 
 
 def _trl(task: Path, model_dir: Path, s: dict[str, int], dtype: str, warmup: int, steps: int,
-         out: Path) -> dict[str, Any]:
+         out: Path, attention: str | None = None) -> dict[str, Any]:
     if importlib.util.find_spec("trl") is None:
         raise BenchError("the TRL comparison needs TRL: pip install -e '.[bench]'")
     import trl
@@ -137,6 +154,8 @@ def _trl(task: Path, model_dir: Path, s: dict[str, int], dtype: str, warmup: int
     from luffy.rollout.groups import encode_prompt
 
     model, tok = load_model(model_dir, dtype=dtype)
+    if attention is not None:
+        model.set_attn_implementation(attention)
     model.train()
     rows = load_rows(task / "train.jsonl")
     ds = Dataset.from_list([{"prompt": encode_prompt(tok, r)[0], "answer": r.answer} for r in rows])
@@ -211,7 +230,8 @@ def _trl(task: Path, model_dir: Path, s: dict[str, int], dtype: str, warmup: int
 
 
 def run(small: bool = False, *, model: str | None = None, dtype: str = "auto", trl: bool = True,
-        variants: tuple[str, ...] = ("luffy", "luffy_recompute_old_logp", "on_policy"), steps: int | None = None,
+        variants: tuple[str, ...] = ("luffy", "luffy_recompute_old_logp", "luffy_sdpa_attention",
+                                     "luffy_before_fast_path", "on_policy"), steps: int | None = None,
         rounds: int | None = None, profile: bool = False, threads: int | None = None) -> dict[str, Any]:
     """Run every variant (and TRL) ``rounds`` times, the order reversed in every other round (so a load
     drift on a shared machine hits all of them); each variant reports its best round (lowest median
@@ -225,27 +245,31 @@ def run(small: bool = False, *, model: str | None = None, dtype: str = "auto", t
     rec = envelope("train_step", small, {**s, "rounds": rounds, "dtype": dtype,
                                          "model": model or "tiny (random init)", "variants": list(variants),
                                          "trl": trl})
-    groups = {"luffy": (s["group"] - 1, 1, False), "luffy_recompute_old_logp": (s["group"] - 1, 1, True),
-              "on_policy": (s["group"], 0, False)}
+    groups = {"luffy": (s["group"] - 1, 1, False, True),
+              "luffy_recompute_old_logp": (s["group"] - 1, 1, True, True),
+              "luffy_sdpa_attention": (s["group"] - 1, 1, False, False),
+              "luffy_before_fast_path": (s["group"] - 1, 1, True, False),
+              "on_policy": (s["group"], 0, False, True)}
     for v in variants:
         if v not in groups:
             raise BenchError(f"train_step: unknown variant {v!r}; expected one of {sorted(groups)}")
-    order = [*variants, *(["trl"] if trl else [])]
+    order = [*variants, *(["trl", "trl_eager_attention"] if trl else [])]
     runs: dict[str, list[dict[str, Any]]] = {v: [] for v in order}
     with tempfile.TemporaryDirectory(prefix="luffy-bench-step-") as tmp:
         task, folder = _task_and_model(Path(tmp), model)
         for r in range(rounds):
             for v in order if r % 2 == 0 else order[::-1]:
                 out = Path(tmp) / f"run-{v}-{r}"
-                if v == "trl":
-                    runs[v].append(_trl(task, folder, s, dtype, s["warmup"], s["steps"], out))
+                if v.startswith("trl"):
+                    runs[v].append(_trl(task, folder, s, dtype, s["warmup"], s["steps"], out,
+                                        attention="eager" if v == "trl_eager_attention" else None))
                 else:
-                    n_on, n_off, recompute = groups[v]
+                    n_on, n_off, recompute, eager = groups[v]
                     prof = profile and v == "luffy" and r == 0
                     total = s["warmup"] + s["steps"] + (1 if prof else 0)
                     cfg = _config(task, folder, s, dtype, n_on, n_off, total)
                     runs[v].append(_ours(cfg, out, s["warmup"], s["steps"], recompute_old=recompute,
-                                         profile=prof))
+                                         profile=prof, eager_attention=eager))
                 gc.collect()
     res = rec["results"]
     for v, rs in runs.items():
@@ -258,12 +282,17 @@ def run(small: bool = False, *, model: str | None = None, dtype: str = "auto", t
     if "trl" in res:
         for v in variants:
             ratios[f"{v}_over_trl"] = round(res["trl"]["median_step_s"] / res[v]["median_step_s"], 3)
-    if "luffy" in res and "luffy_recompute_old_logp" in res:
-        ratios["old_logp_skip_speedup"] = round(res["luffy_recompute_old_logp"]["median_step_s"]
-                                                / res["luffy"]["median_step_s"], 3)
-        ratios["old_logp_skip_update_phase_speedup"] = round(
-            (res["luffy_recompute_old_logp"]["phases_mean_s"]["update"]
-             + res["luffy_recompute_old_logp"]["phases_mean_s"]["old_logp"])
-            / (res["luffy"]["phases_mean_s"]["update"] + res["luffy"]["phases_mean_s"]["old_logp"]), 3)
+        for v in ("luffy", "on_policy"):
+            if v in res:
+                ratios[f"{v}_over_trl_eager_attention"] = round(
+                    res["trl_eager_attention"]["median_step_s"] / res[v]["median_step_s"], 3)
+    for before, key in (("luffy_recompute_old_logp", "old_logp_skip"), ("luffy_sdpa_attention", "eager_attention"),
+                        ("luffy_before_fast_path", "fast_path")):
+        if "luffy" in res and before in res:
+            a, b = res[before], res["luffy"]
+            ratios[f"{key}_step_speedup"] = round(a["median_step_s"] / b["median_step_s"], 3)
+            ratios[f"{key}_update_speedup"] = round(  # update = old-log-prob pass + update phase
+                (a["phases_mean_s"]["update"] + a["phases_mean_s"]["old_logp"])
+                / (b["phases_mean_s"]["update"] + b["phases_mean_s"]["old_logp"]), 3)
     res["ratios"] = ratios
     return finish(rec)

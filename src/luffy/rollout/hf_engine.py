@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from transformers import GenerationConfig
 
+from ..model.attention import eager_attention_on_cpu
 from .base import Generation, RolloutEngine, SamplingConfig, check_request, eos_id_of, trim_at_eos
 
 
@@ -95,9 +96,12 @@ class HFEngine(RolloutEngine):
         for r, p in enumerate(batch):
             ids[r, width - len(p) :] = torch.tensor(p, dtype=torch.long)
             mask[r, width - len(p) :] = 1
-        out = self.model.generate(
-            input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=self._config(sampling)
-        )  # (B, P + T), T <= max_new_tokens
+        with eager_attention_on_cpu(  # bf16 on CPU: eager attention is faster (luffy.model.attention)
+            self.model, len(batch), width, width + sampling.max_new_tokens, keep_for_backward=False
+        ):
+            out = self.model.generate(
+                input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=self._config(sampling)
+            )  # (B, P + T), T <= max_new_tokens
         return out[:, width:].tolist()
 
     def _config(self, sampling: SamplingConfig) -> GenerationConfig:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from ..model.attention import eager_attention_on_cpu
+
 
 @dataclass
 class MicroBatch:
@@ -74,12 +76,17 @@ def token_logprobs(model: torch.nn.Module, mb: MicroBatch, *, temperature: float
     * the float32 log-softmax / entropy runs over chunks of response positions
       (:data:`LOGIT_CHUNK_ELEMENTS` logits each), each under activation checkpointing when a
       gradient is needed, so no float32 ``[m, R, V]`` tensor (nor its softmax) is kept for the
-      backward pass -- only the model-dtype logits are. One chunk: computed directly, as before.
+      backward pass -- only the model-dtype logits are. One chunk: computed directly, as before;
+    * a bf16/fp16 model on CPU runs this forward (and its backward) with eager attention
+      (:mod:`luffy.model.attention`); the model's setting is restored afterwards. Same math, other
+      rounding (float32 models are untouched).
     """
     r_w = mb.input_ids.shape[1] - mb.prompt_width
     kwargs = {"logits_to_keep": r_w + 1} if _takes_logits_to_keep(model) else {}
-    out = model(input_ids=mb.input_ids, attention_mask=mb.attn, position_ids=mb.position, use_cache=False,
-                **kwargs)
+    m, t = mb.input_ids.shape
+    with eager_attention_on_cpu(model, m, t, t, keep_for_backward=torch.is_grad_enabled()):
+        out = model(input_ids=mb.input_ids, attention_mask=mb.attn, position_ids=mb.position, use_cache=False,
+                    **kwargs)
     logits = out.logits[:, -(r_w + 1): -1]                                   # [m, R, V], model dtype
     ids = mb.resp_ids                                                        # [m, R]
     m, _, v = logits.shape
