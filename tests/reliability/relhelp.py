@@ -83,8 +83,7 @@ def kill_during_loop(cmd: list[str], run_dir: Path, delay_s: float, env: dict | 
     kill landed, 0 that the run had already finished. Only the main process is killed: its helpers
     (grading workers, the forkserver) must go away by themselves.
     """
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                         env={**os.environ, **(env or {})})
+    p = start_session(cmd, env)
     metrics = run_dir / "metrics.jsonl"
     while p.poll() is None and not (metrics.exists() and metrics.stat().st_size > 0):
         time.sleep(0.01)

@@ -29,6 +29,7 @@ Deliberate deviations (see also luffy.algos.loss):
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -69,6 +70,7 @@ DRILL_ENV = "LUFFY_DRILL"
 DRILL_PHASES = ("gen", "reward", "update", "metrics", "checkpoint", "finish")
 
 
+@functools.lru_cache(maxsize=8)
 def parse_drill(spec: str | None) -> tuple[str, int, Path | None] | None:
     """Parse ``$LUFFY_DRILL`` = ``<phase>:<step>[:<marker file>]`` (None when unset or empty).
 
@@ -550,15 +552,14 @@ class Trainer:
             met = self.rl_step(step) if c.method == "rl" else self.sft_step(step)
             met["time/step"] = time.perf_counter() - t0
             step_times.append(met["time/step"])
-            met["skipped_update"] = bad = met.pop("bad_step")
-            if not bad:
-                met.pop("batch_ids", None)
-            if bad:
+            met["skipped_update"] = met.pop("bad_step")
+            if met["skipped_update"]:
                 self._bad_streak += 1
                 self.log(f"step {step}: non-finite loss or gradient; update skipped "
                          f"(batch ids: {met.get('batch_ids')})")
             else:
                 self._bad_streak = 0
+                met.pop("batch_ids", None)
             if c.train.val_every and step % c.train.val_every == 0 and step != self.total_steps:
                 met.update(self.validate(step))
             if step == self.total_steps:
