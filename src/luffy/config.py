@@ -16,11 +16,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .algos import ADV_SCALES, ADV_STATS, LossConfig
-from .dist.resources import ResourcesSection
+from .utils.yamlfile import ConfigError, deep_merge, read_yaml
 
-
-class ConfigError(ValueError):
-    """A configuration problem; the message names the file and key."""
+__all__ = ["ConfigError", "RunConfig", "apply_overrides", "deep_merge", "dump_config", "format_validation_error",
+           "load_run_config", "read_yaml"]
 
 
 class _Strict(BaseModel):
@@ -39,12 +38,12 @@ class DataSection(_Strict):
     train: str = Field(..., description="training rows: JSONL/parquet (project schema) or the OpenR1 parquet")
     val: str | None = Field(None, description="held-out rows for in-training validation")
     val_limit: int | None = Field(None, gt=0, description="validate on the first N held-out rows only")
-    max_prompt_tokens: int = Field(1024, gt=0, description="longer prompts are dropped at load time (spec §3.1)")
+    max_prompt_tokens: int = Field(1024, gt=0, description="longer prompts are dropped at load time (method §3.1)")
     max_response_tokens: int = Field(8192, gt=0, description="response limit; traces are truncated to it")
 
 
 class GroupSection(_Strict):
-    """Group composition per prompt (spec §1.1): on-policy rollouts plus off-policy traces."""
+    """Group composition per prompt (method §1.1): on-policy rollouts plus off-policy traces."""
 
     n_on: int = Field(7, ge=0, description="on-policy rollouts per prompt")
     n_off: int = Field(1, ge=0, description="off-policy trace members per prompt (≤ traces available)")
@@ -90,6 +89,8 @@ class OptimSection(_Strict):
     grad_clip: float = Field(1.0, gt=0)
     schedule: Literal["constant", "cosine", "linear"] = "constant"
     warmup_ratio: float = Field(0.0, ge=0, lt=1, description="fraction of optimizer steps of linear warmup")
+    min_lr_ratio: float = Field(0.0, ge=0, le=1, description="cosine/linear schedules decay to lr × this "
+                                "(the paper's SFT recipe: cosine to 0.1 × lr)")
 
 
 class TrainSection(_Strict):
@@ -107,14 +108,45 @@ class TrainSection(_Strict):
     max_bad_steps: int = Field(3, ge=1, description="consecutive non-finite steps before the run stops")
 
 
+class ResourcesSection(_Strict):
+    """Where the update runs. Checked against the Ray cluster before any model is loaded."""
+
+    backend: Literal["local", "ray"] = Field(
+        "local", description="local: this process trains (luffy.train.Trainer); ray: a Ray worker group "
+        "with FSDP2 trains and this process drives it (luffy.train.distributed.DistTrainer)")
+    nodes: int = Field(1, ge=1, description="ray: nodes the workers are spread over (one placement bundle each)")
+    workers_per_node: int = Field(
+        1, ge=1, description="ray: training workers (data-parallel ranks) per node; on CUDA one per GPU")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="ray: the workers' device; auto = cuda when the Ray cluster has GPUs, else cpu")
+    cpus_per_worker: float = Field(1.0, gt=0, description="ray: CPUs reserved per worker (also its torch threads)")
+    ray_address: str | None = Field(
+        None, description="ray: null = $RAY_ADDRESS if set (scripts/ray-slurm.sh sets it), else start a "
+        "local Ray instance; 'auto' = the cluster this node belongs to; 'host:port' = that cluster's head")
+    connect_timeout_s: float = Field(10.0, gt=0, description="ray: how long to try to reach the cluster / "
+                                     "place the workers before failing")
+    call_timeout_s: float = Field(3600.0, gt=0, description="ray: a worker call (one update, a checkpoint) "
+                                  "that takes longer fails the run; also torch.distributed's collective timeout")
+
+    @model_validator(mode="after")
+    def _local_is_one_process(self) -> ResourcesSection:
+        if self.backend == "local" and (self.nodes, self.workers_per_node) != (1, 1):
+            raise ValueError("resources.nodes / resources.workers_per_node > 1 need resources.backend: ray")
+        return self
+
+    @property
+    def world_size(self) -> int:
+        return self.nodes * self.workers_per_node
+
+
 class RunConfig(_Strict):
-    """One training run. Defaults are the released LUFFY run (spec §1.6) at paper scale."""
+    """One training run. Defaults are the released LUFFY run (method §1.6) at paper scale."""
 
     method: Literal["rl", "sft"] = Field("rl", description="rl: (mixed-)policy RL; sft: NLL on the traces")
     off_policy_objective: Literal["policy", "sft"] = Field(
         "policy",
         description="how off-policy members train: 'policy' = shaped policy loss (LUFFY); "
-        "'sft' = NLL term with sft_coef and pg on on-policy members only (RL w/ SFT loss, spec §2)",
+        "'sft' = NLL term with sft_coef and pg on on-policy members only (RL w/ SFT loss, method §2)",
     )
     sft_coef: float = Field(1.0, ge=0)
     entropy_coef: float = Field(0.001, description="entropy bonus weight (train.sh: 0.001; paper text: 0.01)")
@@ -154,37 +186,6 @@ class RunConfig(_Strict):
 
 # ------------------------------------------------------------------------------------------------
 # loading
-
-
-def deep_merge(base: dict, over: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = deep_merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
-def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
-    """Read a YAML mapping, resolving ``inherit:`` chains (relative to each file)."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: config file not found")
-    if p.resolve() in _seen:
-        raise ConfigError(f"{p}: inherit cycle")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{p}: not valid YAML: {str(e).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: expected a mapping at the top level, got {type(data).__name__}")
-    parent = data.pop("inherit", None)
-    if parent is not None:
-        if not isinstance(parent, str):
-            raise ConfigError(f"{p}: key 'inherit' must be a file path")
-        data = deep_merge(read_yaml(p.parent / parent, _seen + (p.resolve(),)), data)
-    return data
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:

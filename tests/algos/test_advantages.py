@@ -1,4 +1,4 @@
-"""group_advantages against hand-computed values (spec §1.2)."""
+"""group_advantages against hand-computed values (method §1.2)."""
 
 import math
 
@@ -17,7 +17,7 @@ def test_registries_hold_the_documented_modes():
 
 
 def test_group_mean_only_mixed_group_spec_example():
-    # 7 failed on-policy samples + a correct trace: Â_off = 0.875, Â_on = -0.125 (spec §1.2)
+    # 7 failed on-policy samples + a correct trace: Â_off = 0.875, Â_on = -0.125 (method §1.2)
     r = T([0.0] * 7 + [1.0])
     adv = group_advantages(r, T([3] * 8), T([F] * 7 + [True]))
     assert torch.allclose(adv, T([-0.125] * 7 + [0.875]))

@@ -1,6 +1,7 @@
-"""policy_loss / sft_loss / entropy_bonus against hand-computed values (spec §1.3, §1.4)."""
+"""policy_loss / sft_loss / entropy_bonus against hand-computed values (method §1.3, §1.4)."""
 
 import math
+import re
 
 import pytest
 import torch
@@ -12,7 +13,9 @@ from luffy.algos import (
     SHAPINGS,
     ClipConfig,
     LossConfig,
+    ShapingParams,
     entropy_bonus,
+    parse_shaping,
     policy_loss,
     sft_loss,
 )
@@ -47,7 +50,7 @@ def test_registries_hold_the_documented_variants():
 
 def test_default_config_is_the_paper_run():
     c = LossConfig()
-    assert (c.shaping, c.gamma, c.clip, c.aggregation, c.on_policy_ratio) == (
+    assert (c.shaping.name, c.shaping.gamma, c.clip, c.aggregation, c.on_policy_ratio) == (
         "luffy", 0.1, None, "token_sum_norm", "ratio")
 
 
@@ -58,8 +61,8 @@ def test_default_config_is_the_paper_run():
         (LossConfig(norm_length=4, clip=ClipConfig()), (OFF_LUFFY + ON_CLIP) / 4),
         (LossConfig(shaping="identity", norm_length=4), (-0.8 * 0.6 + ON_NOCLIP) / 4),
         (LossConfig(shaping="sqrt", norm_length=4), (-0.8 * (math.sqrt(0.1) + math.sqrt(0.5)) + ON_NOCLIP) / 4),
-        (LossConfig(shaping="pow", pow_k=2.0, norm_length=4), (-0.8 * (0.01 + 0.25) + ON_NOCLIP) / 4),
-        (LossConfig(shaping="luffy", gamma=0.5, norm_length=4),
+        (LossConfig(shaping={"name": "pow", "k": 2.0}, norm_length=4), (-0.8 * (0.01 + 0.25) + ON_NOCLIP) / 4),
+        (LossConfig(shaping={"name": "luffy", "gamma": 0.5}, norm_length=4),
          (-0.8 * (0.1 / 0.6 + 0.5 / 1.0) + ON_NOCLIP) / 4),
         (LossConfig(aggregation="token_mean"), (OFF_LUFFY + ON_NOCLIP) / 5),
         (LossConfig(aggregation="seq_mean_token_mean"), (OFF_LUFFY / 2 + ON_NOCLIP / 3) / 2),
@@ -107,14 +110,14 @@ def test_shaped_gradient_is_minus_A_gamma_p_over_p_plus_gamma_squared(p, gamma):
     logp = L(T([[p, 0.5]], dtype=torch.float64)).requires_grad_(True)
     old = logp.detach().clone()
     loss, _ = policy_loss(logp, old, T([a], dtype=torch.float64), T([[True, True]]), T([[True, True]]),
-                          LossConfig(gamma=gamma, norm_length=1))
+                          LossConfig(shaping={"name": "luffy", "gamma": gamma}, norm_length=1))
     loss.backward()
     want = -a * gamma * p / (p + gamma) ** 2
     assert logp.grad[0, 0].item() == pytest.approx(want, rel=1e-9)
 
 
 def test_shaping_weight_table_of_the_spec():
-    # spec §1.4 table: γp/(p+γ)² with γ = 0.1 — the max 0.25 is at p = γ
+    # method §1.4 table: γp/(p+γ)² with γ = 0.1 — the max 0.25 is at p = γ
     for p, w in [(0.01, 0.0826), (0.1, 0.25), (0.5, 0.1389), (1.0, 0.0826)]:
         logp = L(T([[p]], dtype=torch.float64)).requires_grad_(True)
         loss, _ = policy_loss(logp, logp.detach(), T([-1.0], dtype=torch.float64), T([[True]]), T([[True]]),
@@ -217,8 +220,8 @@ def test_bad_masks_for_sft_and_entropy():
 
 @pytest.mark.parametrize("gamma", [0.0, -0.1])
 def test_gamma_must_be_positive(gamma):
-    with pytest.raises(ValueError, match="gamma must be > 0"):
-        LossConfig(gamma=gamma)
+    with pytest.raises(ValueError, match="shaping 'luffy': gamma: gamma must be > 0"):
+        LossConfig(shaping={"name": "luffy", "gamma": gamma})
 
 
 @pytest.mark.parametrize(
@@ -239,3 +242,96 @@ def test_config_rejects_unknown_names_and_keys(kw, match):
 def test_cfg_must_be_a_loss_config():
     with pytest.raises(ValueError, match="cfg"):
         policy_loss(*batch(), {"shaping": "luffy"})
+
+
+# ----------------------------------------------------------------------------------------------
+# per-shaping typed parameters
+
+
+def _one_line(e: pytest.ExceptionInfo) -> str:
+    """The message of the (single) validation error, as the config loader prints it."""
+    errs = e.value.errors()
+    assert len(errs) == 1
+    return errs[0]["msg"]
+
+
+def test_every_shaping_has_a_parameter_model_named_like_it():
+    for name in SHAPINGS:
+        model = SHAPINGS.params(name)
+        assert model is not None and issubclass(model, ShapingParams)
+        assert model().name == name  # every parameter has a default
+
+
+@pytest.mark.parametrize("name", SHAPINGS.names())
+def test_every_shaping_parses_from_a_bare_name_and_from_a_mapping(name):
+    model = SHAPINGS.params(name)
+    bare = LossConfig(shaping=name).shaping
+    assert type(bare) is model and bare == model()
+    assert LossConfig(shaping={"name": name}).shaping == bare
+    # a mapping with every parameter given explicitly (at non-default values) is taken as written
+    given = {k: 2 * v for k, v in bare.kwargs().items()}
+    full = LossConfig(shaping={"name": name, **given}).shaping
+    assert type(full) is model and full.kwargs() == given
+    # the dump is the mapping form, and it round-trips
+    dumped = LossConfig(shaping=full).model_dump(mode="json")["shaping"]
+    assert dumped == {"name": name, **given}
+    assert LossConfig(shaping=dumped).shaping == full
+
+
+@pytest.mark.parametrize("name", [n for n in SHAPINGS.names() if "gamma" not in SHAPINGS.params(n).model_fields])
+def test_a_shaping_without_gamma_rejects_gamma(name):
+    with pytest.raises(ValidationError) as e:
+        LossConfig(shaping={"name": name, "gamma": 0.5})
+    msg = _one_line(e)
+    assert msg.startswith(f"shaping {name!r} takes no parameter 'gamma'") and "\n" not in msg
+    assert e.value.errors()[0]["loc"] == ("shaping",)
+
+
+def test_gamma_outside_the_shaping_is_rejected_with_a_hint():
+    # the flat form of the old config (shaping: identity, gamma: 0.5) must not be silently accepted
+    for kw in (dict(shaping="identity", gamma=0.5), dict(gamma=0.1), dict(pow_k=2.0)):
+        with pytest.raises(ValidationError) as e:
+            LossConfig(**kw)
+        key = next(k for k in kw if k != "shaping")
+        assert _one_line(e).startswith(f"unknown key {key!r}: shaping parameters go inside 'shaping'")
+
+
+@pytest.mark.parametrize(
+    "shaping, match",
+    [
+        ({"name": "luffy", "pow_k": 2.0}, r"^shaping 'luffy' takes no parameter 'pow_k' \(its parameters: gamma\)$"),
+        ({"name": "pow", "gamma": 0.1}, r"^shaping 'pow' takes no parameter 'gamma' \(its parameters: k\)$"),
+        ({"name": "sqrt", "k": 2}, r"^shaping 'sqrt' takes no parameter 'k' \(it has no parameters\)$"),
+        ({"name": "pow", "k": 0}, r"^shaping 'pow': k: Input should be greater than 0$"),
+        ({"name": "luffy", "gamma": "big"}, r"^shaping 'luffy': gamma: Input should be a valid number"),
+        ({"gamma": 0.2}, r"^shaping: a mapping needs a 'name' \(one of: identity, luffy, pow, sqrt\)"),
+        ({"name": "cubic"}, r"^unknown shaping 'cubic'; expected one of: identity, luffy, pow, sqrt$"),
+        (3, r"^shaping: expected a name or a mapping with a 'name', got int$"),
+    ],
+)
+def test_bad_shaping_values_give_one_line_naming_the_key(shaping, match):
+    with pytest.raises(ValidationError) as e:
+        LossConfig(shaping=shaping)
+    assert re.search(match, _one_line(e))
+
+
+def test_parse_shaping_outside_a_config_raises_value_error():
+    assert parse_shaping("luffy") == parse_shaping({"name": "luffy", "gamma": 0.1})
+    with pytest.raises(ValueError, match="takes no parameter 'gamma'"):
+        parse_shaping({"name": "identity", "gamma": 0.1})
+
+
+@pytest.mark.parametrize(
+    "shaping, f",
+    [
+        ("luffy", lambda p: p / (p + 0.1)),
+        ({"name": "luffy", "gamma": 0.05}, lambda p: p / (p + 0.05)),
+        ("identity", lambda p: p),
+        ("sqrt", torch.sqrt),
+        ("pow", lambda p: p**0.5),
+        ({"name": "pow", "k": 3.0}, lambda p: p**3),
+    ],
+)
+def test_configured_shaping_is_the_closed_form(shaping, f):
+    p = torch.linspace(1e-4, 1.0, 101, dtype=torch.float64)
+    assert torch.equal(LossConfig(shaping=shaping).shape(p), f(p))

@@ -1,4 +1,4 @@
-"""Row schema and loaders: both formats, both containers, and one-line errors (spec §3.1, §3.4)."""
+"""Row schema and loaders: both formats, both containers, and one-line errors (method §3.1, §3.4)."""
 
 import json
 import sys
@@ -85,7 +85,7 @@ def test_openr1_numeric_ground_truth_becomes_a_string(tmp_path):
 @pytest.mark.skipif(not (EVAL_DIR / "valid.parquet").is_file(), reason="shared/data/luffy-eval/ not present")
 def test_reference_eval_parquet_loads_without_traces():
     rows = load_rows(EVAL_DIR / "valid.parquet")
-    assert len(rows) == 2019  # spec §3.4
+    assert len(rows) == 2019  # method §3.4
     assert rows[0].answer == "204" and rows[0].traces == [] and rows[0].prompt[0]["role"] == "system"
 
 

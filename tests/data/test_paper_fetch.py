@@ -1,4 +1,4 @@
-"""``luffy fetch-data`` (spec §2, §3.1, §3.4): a fake ``datasets`` module and local files, no network."""
+"""``luffy fetch-data`` (method §2, §3.1, §3.4): a fake ``datasets`` module and local files, no network."""
 
 import hashlib
 import json
@@ -12,7 +12,7 @@ import pytest
 
 from luffy.cli import main
 from luffy.data import load_rows, paper
-from luffy.eval.benchmarks import BenchmarkDataMissing
+from luffy.data.reference import BenchmarkDataMissing
 
 TRAIN_ID, COMP_ID = "Elliott/Openr1-Math-46k-8192", "Elliott/Openr1-Math-48k-Complement"
 SHARED_VALID = Path(__file__).resolve().parents[3] / "shared" / "data" / "luffy-eval" / "valid.parquet"
@@ -20,7 +20,7 @@ SYS = "Your task is to follow a systematic, thorough reasoning process."
 
 
 def _record(i, truth, trace="<think>\nsteps</think>\nSo \\boxed{x}."):
-    """One row in the OpenR1-Math-46k-8192 layout (spec §3.1)."""
+    """One row in the OpenR1-Math-46k-8192 layout (method §3.1)."""
     rec = {
         "data_source": "openr1",
         "prompt": [{"content": SYS, "role": "system"}, {"content": f"Problem {i}", "role": "user"}],
@@ -37,7 +37,7 @@ COMPLEMENT = [{k: v for k, v in _record(i, str(i)).items() if k != "target"} for
 
 
 def _write_valid(path, n=3):
-    """A small parquet in the eval layout of spec §3.4 (pandas index column included)."""
+    """A small parquet in the eval layout of method §3.4 (pandas index column included)."""
     rows = [
         {
             "data_source": "math",
@@ -154,7 +154,7 @@ def test_training_row_without_trace_is_rejected(tmp_path, fake_hub, capsys):
     data[TRAIN_ID] = [TRAIN[0], {**TRAIN[1], "target": []}]
     assert _run(tmp_path) == 2
     assert _error_line(capsys) == (
-        f"luffy: error: {TRAIN_ID}[train]: row 1 has no trace in 'target'; training rows need one (spec §3.1)"
+        f"luffy: error: {TRAIN_ID}[train]: row 1 has no trace in 'target'; training rows need one (method §3.1)"
     )
     assert not (tmp_path / "out" / "openr1.parquet").exists()
     assert not list((tmp_path / "out").glob(".*"))  # the temp file is gone too
@@ -216,5 +216,5 @@ def test_reference_valid_parquet_matches_the_spec(tmp_path, fake_hub, capsys):
         2019,
         258736,
         True,
-    )  # spec §3.4, appendix
+    )  # method §3.4, appendix
     assert val["sha256"].startswith("3acbd7f5")

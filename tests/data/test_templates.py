@@ -1,4 +1,4 @@
-"""Chat templates, the system prompt and the think-prefix rule (spec §1.1, §3.2, §3.3)."""
+"""Chat templates, the system prompt and the think-prefix rule (method §1.1, §3.2, §3.3)."""
 
 from pathlib import Path
 

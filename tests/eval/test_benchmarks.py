@@ -1,4 +1,4 @@
-"""Benchmark registry, loaders and the eval config (spec §3.4, §5.2, §6.1).
+"""Benchmark registry, loaders and the eval config (method §3.4, §5.2, §6.1).
 
 The real-parquet tests read ``$LUFFY_EVAL_DATA`` or ``<repo>/../shared/data/luffy-eval`` and are
 skipped, with that reason, when the folder is absent. Everything else builds its own small files.
@@ -19,13 +19,14 @@ from luffy.config import ConfigError
 from luffy.data.schema import DataFormatError
 from luffy.eval import benchmarks as B
 from luffy.eval.protocol import EvalConfig, load_eval_config
-from luffy.eval.runner import mean_and_stderr, paper_average
+from luffy.eval.summary import paper_average
+from luffy.utils.stats import mean_se
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = Path(os.environ.get("LUFFY_EVAL_DATA", REPO_ROOT.parent / "shared" / "data" / "luffy-eval"))
 needs_data = pytest.mark.skipif(not DATA_DIR.is_dir(), reason=f"evaluation parquets not found in {DATA_DIR}")
 
-# Unique questions per benchmark (spec §3.4 table: aime 30×32, amc 83×32, aime25 30×32, ...).
+# Unique questions per benchmark (method §3.4 table: aime 30×32, amc 83×32, aime25 30×32, ...).
 UNIQUE = {"aime24": (30, 32), "aime25": (30, 32), "amc23": (83, 32), "math500": (500, 1), "minerva": (272, 1),
           "olympiadbench": (675, 1), "arc_c": (1172, 1), "gpqa_diamond": (198, 1)}
 
@@ -49,13 +50,13 @@ def test_real_parquets_unique_question_counts(name: str) -> None:
 def test_real_parquet_first_rows() -> None:
     aime = B.get_benchmark("aime24").load(DATA_DIR)
     assert aime[0].id == "aime24-0" and aime[0].answer == "204" and aime[0].source == "aime"
-    assert B.get_benchmark("amc23").load(DATA_DIR)[0].answer == "142.0"  # floats as strings (spec §3.4)
+    assert B.get_benchmark("amc23").load(DATA_DIR)[0].answer == "142.0"  # floats as strings (method §3.4)
     assert B.get_benchmark("arc_c").load(DATA_DIR)[0].answer == "C"
 
 
 @needs_data
 def test_in_training_valid_parquet_as_a_single_file() -> None:
-    """``--data valid.parquet``: AIME is 30 questions × 8 rows, AMC 83 × 4; aime25 is absent (spec §3.4)."""
+    """``--data valid.parquet``: AIME is 30 questions × 8 rows, AMC 83 × 4; aime25 is absent (method §3.4)."""
     f = DATA_DIR / "valid.parquet"
     aime = B.get_benchmark("aime24").load(f)
     assert (len(aime), aime[0].n_repeats) == (30, 8)
@@ -92,7 +93,7 @@ def test_registry_suites_and_data_sources() -> None:
 
 
 def test_paper_averages_reproduce_table1() -> None:
-    """Unweighted means of Table 1 rows match its Avg. columns up to the table's rounding (spec §6.1)."""
+    """Unweighted means of Table 1 rows match its Avg. columns up to the table's rounding (method §6.1)."""
     rows = {"luffy": (50.1, 57.8), "qwen_base": (19.0, 15.4), "on_policy_rl": (45.5, 57.3)}
     for row, (math_avg, ood_avg) in rows.items():
         values = {n: B.REGISTRY[n].paper[row] for n in B.suite_benchmarks("paper")}
@@ -102,10 +103,10 @@ def test_paper_averages_reproduce_table1() -> None:
 
 
 def test_mean_and_stderr_by_hand() -> None:
-    mean, se = mean_and_stderr([1.0, 0.5, 0.0, 0.5])
+    mean, se = mean_se([1.0, 0.5, 0.0, 0.5])
     assert mean == 0.5
     assert se == pytest.approx(((0.25 + 0 + 0.25 + 0) / 3) ** 0.5 / 2)  # sample sd / sqrt(4)
-    assert mean_and_stderr([0.25]) == (0.25, None) and mean_and_stderr([]) == (None, None)
+    assert mean_se([0.25]) == (0.25, None) and mean_se([]) == (None, None)
 
 
 # ------------------------------------------------------------------------------ parquet loader

@@ -1,4 +1,4 @@
-"""Evaluation graders (spec §5.2): registry, extraction, normalisation and the known math-verify pitfalls."""
+"""Evaluation graders (method §5.2): registry, extraction, normalisation and the known math-verify pitfalls."""
 
 from __future__ import annotations
 

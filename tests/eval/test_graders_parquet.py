@@ -1,4 +1,4 @@
-"""The paper's evaluation parquets (spec §3.4) against the graders (spec §5.2).
+"""The paper's evaluation parquets (method §3.4) against the graders (method §5.2).
 
 For every benchmark, a response ``"...</think>\\nThe answer is \\boxed{<ground truth>}."`` must be graded
 correct, and the same response carrying a DIFFERENT answer of the same data_source (the next one, in file

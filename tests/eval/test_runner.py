@@ -1,4 +1,4 @@
-"""The evaluation runner and ``python -m luffy evaluate`` (spec §5.2).
+"""The evaluation runner and ``python -m luffy evaluate`` (method §5.2).
 
 Fixtures (session): a small tiny task (``luffy.data.synthetic.write_task``) and an UNTRAINED tiny model
 built with ``luffy.model.tiny`` (2 layers, hidden 64; pretraining takes about a minute on 2 cores and
@@ -263,7 +263,7 @@ def test_corrupt_line_inside_samples_is_an_error(setup, tmp_path, monkeypatch) -
     path = tmp_path / "tiny_id" / "samples.jsonl"
     lines = path.read_text().splitlines(keepends=True)
     path.write_text(lines[0] + "garbage\n" + "".join(lines[1:]))
-    with pytest.raises(DataFormatError, match=r"samples.jsonl: line 2: not a JSON record"):
+    with pytest.raises(DataFormatError, match=r"samples.jsonl: line 2: invalid JSON .*; delete the file to start over"):
         runner.evaluate(setup["model"], _cfg(), tmp_path, benchmarks=["tiny_id"], data=setup["task"], limit=2,
                         progress=False)
 

@@ -2,12 +2,12 @@
 
 One function per measurement, parametrized by model size and device:
 
-* :func:`train_check` -- the distributed worker's own code (:class:`luffy.dist.worker.TrainWorker`,
+* :func:`train_check` -- the distributed worker's own code (:class:`luffy.train.distributed.worker.TrainWorker`,
   the class a Ray actor wraps) run in this process as rank 0 of a world of 1: ``torch.distributed``
   (NCCL on CUDA, gloo on CPU), ``fully_shard`` per decoder layer + root, on CUDA
-  ``MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=fp32)`` over fp32 master weights (spec §8),
+  ``MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=fp32)`` over fp32 master weights (method §8),
   AdamW + LR schedule from the run config. Each step is the trainer's update phase for one
-  mini-batch: the old-log-prob pass (``TrainWorker.old_logprobs``, spec §1.0 step 6) and the update
+  mini-batch: the old-log-prob pass (``TrainWorker.old_logprobs``, method §1.0 step 6) and the update
   (``TrainWorker.update`` -> :func:`luffy.train.update.run_update`: LUFFY policy loss with
   f(p) = p/(p+0.1), no clip, token-sum / L (Dr.GRPO), entropy bonus; paper Eq. 6), on a batch of
   mixed sequences (every second one off-policy, random ids, random advantages, no padding).
@@ -243,7 +243,7 @@ def train_check(size_name: str, device: str, checkpointing: bool, folder: Path) 
     from torch.distributed.fsdp import FSDPModule
 
     from luffy.bench.mfu import make_batch, update_flops
-    from luffy.dist.worker import TrainWorker
+    from luffy.train.distributed.worker import TrainWorker
     from luffy.train.tensors import collate
     from luffy.train.update import Micro, UpdateSpec
 
@@ -253,7 +253,7 @@ def train_check(size_name: str, device: str, checkpointing: bool, folder: Path) 
     peak = matmul_peak_on(device, cdt, size.peak_sizes, size.peak_seconds)
     cfg = _run_config(folder, size, device, checkpointing)
     spec = UpdateSpec.from_config(cfg)
-    assert spec.loss.shaping == "luffy" and spec.loss.norm_length == size.resp_len
+    assert spec.loss.shaping.name == "luffy" and spec.loss.norm_length == size.resp_len
 
     worker = TrainWorker(rank=0, world=1, device=device, threads=torch.get_num_threads())
     try:

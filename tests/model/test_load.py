@@ -1,4 +1,4 @@
-"""One loader for local folders and Hub ids; dtype selection; clear errors (spec §8)."""
+"""One loader for local folders and Hub ids; dtype selection; clear errors (method §8)."""
 
 import shutil
 

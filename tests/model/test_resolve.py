@@ -1,4 +1,4 @@
-"""``luffy resolve-model`` (spec §8, §3.2) on a tiny local Qwen2 folder; the hub download is faked."""
+"""``luffy resolve-model`` (method §8, §3.2) on a tiny local Qwen2 folder; the hub download is faked."""
 
 import hashlib
 import json
@@ -113,7 +113,7 @@ def test_resolve_edits_config_installs_template_and_writes_card(base_dir, tmp_pa
 
 
 def test_hub_layout_top_level_rope_theta_takes_effect(base_dir, tmp_path):
-    """Qwen2.5-Math-7B's config.json has a top-level rope_theta and no rope_parameters (spec §8 edit)."""
+    """Qwen2.5-Math-7B's config.json has a top-level rope_theta and no rope_parameters (method §8 edit)."""
 
     def legacy(cfg):
         del cfg["rope_parameters"]

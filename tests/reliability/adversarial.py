@@ -1,7 +1,7 @@
 """A corpus of adversarial model answers for the grader (>= 200, built deterministically).
 
 Each entry is ``(category, response, ground_truth)``. Responses put the payload after ``</think>``
-(so the grader really parses it, spec §4) -- boxed, bare, or inside ``$...$`` -- except the
+(so the grader really parses it, method §4) -- boxed, bare, or inside ``$...$`` -- except the
 ``empty_binary`` entries, which attack the framing itself.
 """
 

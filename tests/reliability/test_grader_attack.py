@@ -1,7 +1,7 @@
 """The grader under attack: >= 200 adversarial answers (tests/reliability/adversarial.py), each graded
 within its 5 s deadline (plus the pool's 1 s kill grace), no crash, no hang, timeouts counted.
 
-Both the training reward (spec §4, ``score_or_raise``) and the evaluation graders (spec §5.2,
+Both the training reward (method §4, ``score_or_raise``) and the evaluation graders (method §5.2,
 ``math_verify`` and ``boxed``) run the whole corpus through one deadline-enforcing GradingPool with 2
 workers, as the trainer and the evaluator do. Per-answer time is measured by the pool from the moment
 a worker received the answer (``TaskOutcome.seconds``).
@@ -15,7 +15,7 @@ import time
 
 import pytest
 from adversarial import corpus
-from relhelp import record
+from support import record
 
 from luffy.eval.graders import _run_grader
 from luffy.rewards.math_verify_reward import score_or_raise

@@ -1,7 +1,7 @@
 """Preemption: ``kill -9`` a tiny training run at random moments, resume, compare with an uninterrupted run.
 
 Each trial SIGKILLs ``python -m luffy train`` either at a chosen phase of a random step (a drill, see
-``luffy.train.trainer.parse_drill``: mid-rollout, after grading, mid-update, between the metrics line
+``luffy.train.drills.parse_drill``: mid-rollout, after grading, mid-update, between the metrics line
 and the checkpoint, inside a checkpoint write, between the final model and summary.json) or from
 outside, a random delay after the training loop started (uniform over 90% of the loop's duration in
 the uninterrupted run). Then ``--resume auto`` (the default) runs the same command to the end.
@@ -18,7 +18,7 @@ import re
 import time
 
 import pytest
-from relhelp import (
+from support import (
     comparable_metrics,
     group_gone,
     kill_during_loop,
@@ -30,7 +30,7 @@ from relhelp import (
     train_cmd,
 )
 
-from luffy.train.checkpoint import CheckpointManager
+from luffy.train.run_files import CheckpointManager
 
 STEPS = 5
 #: The trial plan: CI's first three cover a checkpoint write, an update and an outside kill.

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from relhelp import record
-from trainhelp import TINY
+from support import TINY, record
 
 from luffy import cli
 from luffy.model import load as model_load
@@ -58,8 +57,11 @@ CONFIG_CASES = [
     ("typo_in_train", _set("train.stpes", 3), "train.stpes"),
     ("steps_not_int", _set("train.steps", "ten"), "train.steps"),
     ("steps_zero", _set("train.steps", 0), "train.steps"),
-    ("gamma_zero", _set("loss.gamma", 0), "gamma"),
-    ("gamma_negative", _set("loss.gamma", -0.5), "gamma"),
+    ("gamma_zero", _set("loss.shaping.gamma", 0), "loss.shaping: shaping 'luffy': gamma: gamma must be > 0"),
+    ("gamma_negative", _set("loss.shaping.gamma", -0.5), "gamma must be > 0"),
+    ("gamma_without_luffy", _set("loss.shaping", {"name": "identity", "gamma": 0.5}),
+     "shaping 'identity' takes no parameter 'gamma'"),
+    ("gamma_outside_shaping", _set("loss.gamma", 0.5), "unknown key 'gamma'"),
     ("unknown_shaping", _set("loss.shaping", "cubic"), "cubic"),
     ("unknown_aggregation", _set("loss.aggregation", "token_median"), "token_median"),
     ("unknown_adv_stats", _set("advantage.stats", "median"), "median"),

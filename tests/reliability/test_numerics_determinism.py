@@ -12,13 +12,13 @@ import json
 
 import pytest
 import torch
-from relhelp import comparable_metrics, record, same_weights
-from trainhelp import TINY, tiny_overrides
+from support import TINY, comparable_metrics, record, same_weights, tiny_overrides
 
+from luffy.cli.train import train
 from luffy.config import load_run_config
-from luffy.train import Trainer, TrainingError, train
+from luffy.train import Trainer, TrainingError
 from luffy.train import update as update_mod
-from luffy.train.checkpoint import CheckpointManager
+from luffy.train.run_files import CheckpointManager
 
 
 def _cfg(task_dir, model, steps, *extra):

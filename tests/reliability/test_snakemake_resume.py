@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from relhelp import record, same_weights
+from support import record, same_weights
 
 ROOT = Path(__file__).resolve().parents[2]
 SNAKEMAKE = ROOT / ".venv-wf" / "bin" / "snakemake"

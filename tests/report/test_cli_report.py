@@ -20,7 +20,8 @@ def write_suite(path, id_acc, ood_acc):
 
 def write_run(run_dir, gamma, shaping="luffy"):
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "resolved_config.yaml").write_text(f"loss:\n  shaping: {shaping}\n  gamma: {gamma}\n")
+    params = f", gamma: {gamma}" if shaping == "luffy" else ""
+    (run_dir / "resolved_config.yaml").write_text(f"loss:\n  shaping: {{name: {shaping}{params}}}\n")
     recs = [{"step": s, "entropy/all": 1.0 - 0.1 * s, "reward/on": 0.1 * s} for s in range(1, 6)]
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     return run_dir

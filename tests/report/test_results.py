@@ -54,7 +54,7 @@ def test_read_metrics_errors_name_file_and_line(tmp_path):
     with pytest.raises(ReportError, match="metrics.jsonl: file not found"):
         read_metrics(tmp_path)
     (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n{"step": 2,\n')
-    with pytest.raises(ReportError, match=r"metrics.jsonl: line 2: not valid JSON"):
+    with pytest.raises(ReportError, match=r"metrics.jsonl: line 2: invalid JSON"):
         read_metrics(tmp_path)
     (tmp_path / "metrics.jsonl").write_text('{"step": "1"}\n')
     with pytest.raises(ReportError, match=r"line 1: expected an object with an integer 'step'"):
@@ -119,9 +119,9 @@ def test_read_suite_not_json_and_missing(tmp_path):
 
 
 def test_run_config_and_dotted_keys(tmp_path):
-    (tmp_path / "resolved_config.yaml").write_text("loss:\n  shaping: luffy\n  gamma: 0.2\n")
+    (tmp_path / "resolved_config.yaml").write_text("loss:\n  shaping: {name: luffy, gamma: 0.2}\n")
     cfg = read_run_config(tmp_path)
-    assert config_value(cfg, "loss.gamma", "x.yaml") == 0.2
+    assert config_value(cfg, "loss.shaping.gamma", "x.yaml") == 0.2
     with pytest.raises(ReportError, match="x.yaml: key 'loss.clip' not found"):
         config_value(cfg, "loss.clip", "x.yaml")
     with pytest.raises(ReportError, match="resolved_config.yaml: file not found"):

@@ -1,4 +1,4 @@
-"""Training reward (spec §4): the test-vector table, batched == single, timeouts, threads, bad input."""
+"""Training reward (method §4): the test-vector table, batched == single, timeouts, threads, bad input."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from luffy.rewards import (
     solution_segment,
 )
 
-# Spec §4 "Test vectors" table, one row per tuple: (decoded response, ground truth, reward).
+# Method §4 "Test vectors" table, one row per tuple: (decoded response, ground truth, reward).
 SPEC_TABLE = [
     ("Let me add: 200 + 4 = 204.\n</think>\nThe answer is \\boxed{204}.<|im_end|>", "204", 1.0),
     ("Let me add: 200 + 4 = 204.\nThe answer is \\boxed{204}.<|im_end|>", "204", 0.0),

@@ -1,4 +1,4 @@
-"""Group construction (spec §1.1): counts, masks, trace tokenization with and without <think>\\n."""
+"""Group construction (method §1.1): counts, masks, trace tokenization with and without <think>\\n."""
 
 import pytest
 

@@ -3,7 +3,7 @@ mini-batch of a step's first epoch) and kept elsewhere; loss, gradients and weig
 
 import pytest
 import torch
-from trainhelp import TINY, tiny_overrides
+from support import TINY, tiny_overrides
 
 from luffy.algos.loss import LossConfig
 from luffy.config import load_run_config

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from trainhelp import TINY, tiny_overrides
+from support import TINY, tiny_overrides
 
+from luffy.cli.train import train
 from luffy.config import load_run_config
-from luffy.train import Trainer, train
+from luffy.train import Trainer
 
 METHOD_FILES = sorted(p.name for p in TINY.glob("*.yaml"))
 
@@ -99,7 +100,7 @@ def test_finished_run_says_nothing_to_do(task_dir, base_model, tmp_path):
         (["group.n_off=2"], "has 1 trace(s) but group.n_off = 2"),
         (["model.path=/nonexistent/model-folder"], "/nonexistent/model-folder"),
         (["group.n_on=0", "group.n_off=0"], "at least one member"),
-        (["loss.gamma=0"], "gamma must be > 0"),
+        (["loss.shaping.gamma=0"], "gamma must be > 0"),
         (["trainn.steps=3"], "trainn: unknown key"),
     ],
 )
@@ -155,7 +156,7 @@ def test_changed_config_does_not_resume_silently(task_dir, base_model, tmp_path)
     t = Trainer(cfg, tmp_path / "r", progress=False, stop_after=1)
     t.run()
     t.close()
-    changed = _cfg("luffy.yaml", task_dir, base_model, steps=3, **{"loss.gamma": 0.5})
+    changed = _cfg("luffy.yaml", task_dir, base_model, steps=3, **{"loss.shaping.gamma": 0.5})
     from luffy.train import TrainingError
     with pytest.raises(TrainingError, match="config differs"):
         train(changed, tmp_path / "r", progress=False)

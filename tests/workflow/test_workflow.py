@@ -4,6 +4,7 @@ These call the workflow driver ``.venv-wf/bin/snakemake`` (created by scripts/se
 subprocess from the repository root; each call takes a few seconds.
 """
 
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -103,7 +104,8 @@ def test_multi_node_train_jobs_start_a_ray_cluster_over_their_allocation(tmp_pat
         "threads": 64, "gpu": 16, "nodes": 2, "mem_mb": 512000, "runtime": 2880}}}))
     r = snakemake("-n", "--configfile", "config/paper.yaml", str(two), "--", "all")
     out = stopped_before_any_job(r)
-    assert "resources.train: with nodes > 1 set gpu: 0 and ask for GPUs per node with gres" in out
+    assert ("resources.train.gpu: with resources.train.nodes > 1 set gpu: 0 and ask for GPUs per node "
+            "with gres") in out
     one = [block for block in dry(tmp_path, "all", "-p")[0].stdout.split("\nrule ")[1:]
            if block.startswith("train:")]
     assert one and not any("ray-slurm" in block or "resources.backend" in block for block in one)
@@ -162,7 +164,37 @@ def test_missing_base_model_stops_with_its_path(tmp_path):
     out = stopped_before_any_job(bad(tmp_path, {"base_model": {"source": "local", "path": "models/nowhere"}}))
     assert "base_model.path 'models/nowhere': base model not found" in out
     out = stopped_before_any_job(bad(tmp_path, {"base_model": {"source": "hub"}}))
-    assert "base_model.path is required when base_model.source is 'hub'" in out
+    assert "base_model.path: a path is required when base_model.source is local or hub" in out
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"scale": "paper"}, "scale: base_model.source 'build' (the tiny model) needs scale tiny"),
+    ({"scale": "paper", "base_model": {"source": "hub", "path": "Qwen/Qwen2.5-Math-7B"}},
+     "<top level>: scale paper needs paper_data with train_dataset, complement_dataset and eval_dir"),
+])
+def test_schema_rules_across_keys_stop_with_the_rule_in_words(tmp_path, overrides, message):
+    assert message in stopped_before_any_job(bad(tmp_path, overrides))
+
+
+def test_a_bad_experiment_file_stops_before_any_job(tmp_path):
+    """luffy check-config reads every experiment file as a run config (with the overrides applied)."""
+    out = stopped_before_any_job(bad(tmp_path, {"experiments": {"luffy": {"set": ["train.stepz=2"]}}}))
+    assert ("luffy workflow: config error: experiments.luffy: config/experiments/tiny/luffy.yaml: "
+            "train.stepz: unknown key") in out
+    assert "Traceback" not in out
+
+
+def test_without_luffy_on_path_the_checks_are_skipped_with_a_warning(tmp_path):
+    """The driver environment lacks the library (e.g. with --sdm conda): the dry run still plans."""
+    fake = tmp_path / "bin" / "python"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'python: No module named luffy' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    env = dict(os.environ, PATH=f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    r = subprocess.run([str(tool("snakemake")), "-n", "--config", f"results={tmp_path / 'results'}", "--",
+                        "table1"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "luffy workflow: luffy not on PATH, config checks skipped" in r.stderr
 
 
 def test_unknown_run_target_is_refused(tmp_path):

@@ -12,7 +12,7 @@ if BASE["source"] == "build":
             train=data_file("train"),
             config=f"{R}/config/tiny_model.yaml",
         output:
-            base_model_marker(),
+            model_marker("base"),
         log:
             f"{R}/logs/build_base_model.log",
         conda:
@@ -35,7 +35,7 @@ if BASE["source"] == "hub":
         and install the chat template, as the paper's "-16k-think" model (spec §8).
         """
         output:
-            base_model_marker(),
+            model_marker("base"),
         log:
             f"{R}/logs/resolve_base_model.log",
         conda:

@@ -5,7 +5,7 @@
 rule table:
     """Table 1 (methods), Table 4 (ablations) and the gamma sweep as a table."""
     input:
-        table_inputs,
+        lambda wildcards: report_inputs(wildcards.table),
     output:
         md=f"{R}/reports/{{table}}.md",
         csv=report(
@@ -27,7 +27,7 @@ rule table:
         **res("report"),
     params:
         scale=SCALE,
-        args=table_args,
+        args=lambda wildcards: report_args(wildcards.table),
         out=lambda wildcards, output: Path(output.md).with_suffix(""),
     shell:
         "python -m luffy report table --kind {wildcards.table} --scale {params.scale}"
@@ -37,7 +37,7 @@ rule table:
 rule figure:
     """One figure (PNG for reading, PDF for papers)."""
     input:
-        figure_inputs,
+        lambda wildcards: report_inputs(wildcards.kind),
     output:
         png=report(
             f"{R}/reports/figures/{{kind}}.png",
@@ -58,7 +58,7 @@ rule figure:
         **res("report"),
     params:
         scale=SCALE,
-        args=figure_args,
+        args=lambda wildcards: report_args(wildcards.kind),
         out=lambda wildcards, output: Path(output.png).with_suffix(""),
     shell:
         "MPLBACKEND=Agg python -m luffy report figure --kind {wildcards.kind}"

@@ -24,8 +24,9 @@ rule train:
         **res("train"),
     params:
         out=lambda wildcards, output: Path(output[0]).parent,
-        sets=train_overrides,
-        launcher=train_launcher,
+        sets=train_sets,
+        # multi-node jobs start a Ray cluster across their allocation first
+        launcher="bash scripts/ray-slurm.sh " if NODES > 1 else "",
     shell:
         "OMP_NUM_THREADS={threads} {params.launcher}python -m luffy train --config {input.config}"
         " --out {params.out} {params.sets} --no-progress > {log} 2>&1"

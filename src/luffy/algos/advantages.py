@@ -1,4 +1,4 @@
-"""Group-relative advantages over mixed on/off-policy groups (spec §1.2; paper Eq. 4 / Eq. 6).
+"""Group-relative advantages over mixed on/off-policy groups (method §1.2; paper Eq. 4 / Eq. 6).
 
 LUFFY's released run (``train.sh``) uses ``stats="group", scale="none"``: Â_i = R_i − mean_G(R),
 where the group G holds the on-policy rollouts **and** the off-policy trace(s) of one prompt.

@@ -1,17 +1,18 @@
-"""The LUFFY policy objective as pure functions (paper Eq. 6; spec §1.3, §1.4, §1.7).
+"""The LUFFY policy objective as pure functions (paper Eq. 6; method §1.3, §1.4, §1.7).
 
 Per token t of response i, with p = π_θ(y_t) = exp(logp), r = exp(logp − old_logp):
 
-* off-policy tokens (``off_policy_mask``): ℓ = −Â · f(p), f from ``SHAPINGS`` (π_φ ≡ 1, no clip);
+* off-policy tokens (``off_policy_mask``): ℓ = −Â · f(p), f = ``cfg.shaping``, a ``SHAPINGS`` entry with
+  its typed parameters (π_φ ≡ 1, no clip);
 * on-policy tokens: ℓ = −Â · r (``clip=None``, the paper run), or the PPO form
-  max(−Â·r, −Â·clip(r, 1−ε_low, u)) with u = max(1+ε_high, ``clip.upper_c``) (spec §1.3);
+  max(−Â·r, −Â·clip(r, 1−ε_low, u)) with u = max(1+ε_high, ``clip.upper_c``) (method §1.3);
   ``on_policy_ratio="shaped"`` uses r = f(p)/f(p_old) instead (Table 4 "On-Policy + Shaping").
 
 The token losses are reduced by an ``AGGREGATIONS`` entry over ``response_mask``:
 ``token_sum_norm`` Σ M·ℓ / L (Dr.GRPO; the paper run, L = ``norm_length`` = max response length),
 ``token_mean`` Σ M·ℓ / Σ M, ``seq_mean_token_mean`` mean over sequences of their token means.
 
-Deliberate deviations from the reference implementation (spec §1.8):
+Deliberate deviations from the reference implementation (method §1.8):
 
 * ``clip_frac`` is the fraction of *on-policy* valid tokens whose clipped branch is active; the
   reference divides by all valid tokens, prefix tokens included.
@@ -24,12 +25,15 @@ Deliberate deviations from the reference implementation (spec §1.8):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from ._checks import check_bool, check_float, check_same_shape
 from .registry import Registry
-from .shaping import SHAPINGS
+from .shaping import LuffyShaping, ShapingParams, parse_shaping
 
 AGGREGATIONS: Registry = Registry("aggregation")
 ON_POLICY_RATIOS: Registry = Registry("on-policy ratio")
@@ -49,31 +53,45 @@ class ClipConfig(BaseModel):
 
 
 class LossConfig(BaseModel):
-    """Every knob of the policy objective; defaults are the released LUFFY run (spec §1.6)."""
+    """Every knob of the policy objective; defaults are the released LUFFY run (method §1.6).
+
+    ``shaping`` takes a bare name or a mapping ``{name: ..., <param>: ...}`` and holds the typed
+    parameters of that shaping (see ``luffy.algos.shaping``); it dumps as the mapping.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    shaping: str = Field("luffy", description="off-policy weight f(p): a name in SHAPINGS")
-    gamma: float = Field(0.1, description="γ of the luffy shaping f(p)=p/(p+γ); must be > 0")
-    pow_k: float = Field(0.5, gt=0, description="exponent k of the pow shaping f(p)=p^k")
+    shaping: SerializeAsAny[ShapingParams] = Field(
+        LuffyShaping(), description="off-policy weight f(p): a name in SHAPINGS, or {name: ..., <its parameters>}"
+    )
     clip: ClipConfig | None = Field(None, description="PPO clip on on-policy tokens; None = no clip")
     on_policy_ratio: str = Field("ratio", description="on-policy ratio: a name in ON_POLICY_RATIOS")
     aggregation: str = Field("token_sum_norm", description="token reduction: a name in AGGREGATIONS")
     norm_length: int | None = Field(
         None, gt=0, description="L of token_sum_norm (max response length); None = padded width T"
     )
+    norm_ranks: int = Field(
+        1, gt=0, description="D of token_sum_norm: the reference averages its ranks' sums over D data-parallel "
+        "ranks, so its divisor is L·D (the paper config sets 8). A constant, not the worker count (method §1.3)"
+    )
 
-    @field_validator("gamma")
+    @model_validator(mode="before")
     @classmethod
-    def _gamma_positive(cls, v: float) -> float:
-        if not v > 0:
-            raise ValueError(f"gamma must be > 0 (f(p)=p/(p+gamma)), got {v}")
-        return v
+    def _no_flat_shaping_params(cls, data: object) -> object:
+        if isinstance(data, dict):
+            for key in ("gamma", "pow_k", "k"):
+                if key in data:
+                    raise PydanticCustomError("shaping_param", "{msg}", {"msg": (
+                        f"unknown key '{key}': shaping parameters go inside 'shaping', "
+                        "e.g. shaping: {name: luffy, gamma: 0.1}")})
+        return data
 
-    @field_validator("shaping")
+    @field_validator("shaping", mode="before")
     @classmethod
-    def _known_shaping(cls, v: str) -> str:
-        SHAPINGS.get(v)
-        return v
+    def _parse_shaping(cls, v: object) -> ShapingParams:
+        try:
+            return parse_shaping(v)
+        except ValueError as e:
+            raise PydanticCustomError("shaping", "{msg}", {"msg": str(e)}) from None
 
     @field_validator("aggregation")
     @classmethod
@@ -87,35 +105,56 @@ class LossConfig(BaseModel):
         ON_POLICY_RATIOS.get(v)
         return v
 
-
     def shape(self, p: torch.Tensor) -> torch.Tensor:
-        """Apply the configured shaping f to probabilities p."""
-        return SHAPINGS.get(self.shaping)(p, gamma=self.gamma, pow_k=self.pow_k)
+        """Apply the configured shaping f to probabilities p (float[...] → float[...])."""
+        return self.shaping(p)
 
 
 # ----------------------------------------------------------------------------------------------
-# aggregations: (token_loss float[B,T], mask bool[B,T], norm_length int) -> scalar
+# aggregations: (token_loss float[B,T], mask bool[B,T], norm float, totals BatchTotals) -> scalar
+
+
+@dataclass(frozen=True)
+class BatchTotals:
+    """Sizes of the batch a loss is normalised over when it is computed in parts.
+
+    An optimizer step's mini-batch is split into micro-batches (and those over workers); each part's
+    loss uses the *mini-batch's* totals, so the parts' losses add up to the mini-batch's loss, and
+    the gradient does not depend on how the mini-batch was split. ``tokens``: valid tokens (Σ M);
+    ``seqs``: sequences with at least one valid token.
+    """
+
+    tokens: float
+    seqs: float
+
+    @classmethod
+    def of(cls, mask: torch.Tensor) -> BatchTotals:
+        """The totals of ``mask`` bool[B,T] itself (the batch is not split)."""
+        return cls(float(mask.sum()), float((mask.sum(-1) > 0).sum()))
+
+    def __add__(self, other: BatchTotals) -> BatchTotals:
+        return BatchTotals(self.tokens + other.tokens, self.seqs + other.seqs)
 
 
 @AGGREGATIONS.register("token_sum_norm")
-def agg_token_sum_norm(loss: torch.Tensor, mask: torch.Tensor, norm_length: int) -> torch.Tensor:
-    """Σ M·ℓ / L — constant divisor (Dr.GRPO); the paper run (``loss_remove_token_mean=True``)."""
-    return (loss * mask).sum() / norm_length
+def agg_token_sum_norm(loss: torch.Tensor, mask: torch.Tensor, norm: float, totals: BatchTotals) -> torch.Tensor:
+    """Σ M·ℓ / (L·D) — constant divisor (Dr.GRPO); the paper run (``loss_remove_token_mean=True``)."""
+    return (loss * mask).sum() / norm
 
 
 @AGGREGATIONS.register("token_mean")
-def agg_token_mean(loss: torch.Tensor, mask: torch.Tensor, norm_length: int) -> torch.Tensor:
-    """Σ M·ℓ / Σ M — token mean over the batch (0 when no token is valid)."""
-    return (loss * mask).sum() / mask.sum().clamp(min=1)
+def agg_token_mean(loss: torch.Tensor, mask: torch.Tensor, norm: float, totals: BatchTotals) -> torch.Tensor:
+    """Σ M·ℓ / Σ M — token mean over the (whole) batch (0 when no token is valid)."""
+    return (loss * mask).sum() / max(totals.tokens, 1.0)
 
 
 @AGGREGATIONS.register("seq_mean_token_mean")
-def agg_seq_mean_token_mean(loss: torch.Tensor, mask: torch.Tensor, norm_length: int) -> torch.Tensor:
+def agg_seq_mean_token_mean(loss: torch.Tensor, mask: torch.Tensor, norm: float,
+                            totals: BatchTotals) -> torch.Tensor:
     """Mean over sequences (with ≥1 valid token) of each sequence's token mean (original GRPO)."""
     n_tok = mask.sum(-1)
     seq = (loss * mask).sum(-1) / n_tok.clamp(min=1)
-    has = n_tok > 0
-    return (seq * has).sum() / has.sum().clamp(min=1)
+    return (seq * (n_tok > 0)).sum() / max(totals.seqs, 1.0)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -160,8 +199,9 @@ def policy_loss(
     response_mask: torch.Tensor,
     off_policy_mask: torch.Tensor,
     cfg: LossConfig,
+    totals: BatchTotals | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Mixed-policy policy-gradient loss (paper Eq. 6 with shaping; spec §1.3).
+    """Mixed-policy policy-gradient loss (paper Eq. 6 with shaping; method §1.3).
 
     Args:
         logp: float[B,T] log-prob of the taken token under the current policy (carries grad).
@@ -170,6 +210,8 @@ def policy_loss(
         response_mask: bool[B,T] valid response tokens (through the first EOS, EOS included).
         off_policy_mask: bool[B,T] tokens that come from an off-policy trace (prefix mask P).
         cfg: the loss variant.
+        totals: the sizes of the whole batch when this is one part of it (a micro-batch); None = this
+            batch's own. With the batch's totals the parts' losses sum to the batch's loss.
 
     Returns:
         (loss scalar, metrics) — metrics are detached 0-D tensors: ``pg_loss``, ``on_pg_loss`` (mean ℓ
@@ -204,8 +246,9 @@ def policy_loss(
 
     # torch.where (not arithmetic blending) so NaN/inf in an unused branch cannot leak in
     token_loss = torch.where(off_m, loss_off, torch.where(on_m, loss_on, torch.zeros_like(loss_on)))
-    norm = cfg.norm_length if cfg.norm_length is not None else logp.shape[1]
-    loss = AGGREGATIONS.get(cfg.aggregation)(token_loss, response_mask, norm)
+    norm = (cfg.norm_length if cfg.norm_length is not None else logp.shape[1]) * cfg.norm_ranks
+    loss = AGGREGATIONS.get(cfg.aggregation)(token_loss, response_mask, norm,
+                                             totals if totals is not None else BatchTotals.of(response_mask))
 
     with torch.no_grad():
         metrics = {
@@ -224,22 +267,27 @@ def policy_loss(
     return loss, metrics
 
 
-def sft_loss(logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Token-mean negative log-likelihood −Σ M·logp / Σ M (SFT; RL w/ SFT loss, spec §2).
+def _token_total(mask: torch.Tensor, total_tokens: float | None) -> torch.Tensor | float:
+    return mask.sum().clamp(min=1) if total_tokens is None else max(total_tokens, 1.0)
+
+
+def sft_loss(logp: torch.Tensor, mask: torch.Tensor, total_tokens: float | None = None) -> torch.Tensor:
+    """Token-mean negative log-likelihood −Σ M·logp / Σ M (SFT; RL w/ SFT loss, method §2).
 
     logp float[B,T], mask bool[B,T] → scalar; 0 (with a graph) when no token is selected.
+    ``total_tokens``: Σ M of the whole batch when this is one part of it (None = this batch's own).
     """
     logp = check_float("logp", logp, (2,))
     check_bool("mask", mask, logp.shape)
-    return -(torch.where(mask, logp, torch.zeros_like(logp))).sum() / mask.sum().clamp(min=1)
+    return -(torch.where(mask, logp, torch.zeros_like(logp))).sum() / _token_total(mask, total_tokens)
 
 
-def entropy_bonus(entropy: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Masked token mean of per-token entropy, float[B,T] × bool[B,T] → scalar (spec §1.3 H̄).
+def entropy_bonus(entropy: torch.Tensor, mask: torch.Tensor, total_tokens: float | None = None) -> torch.Tensor:
+    """Masked token mean of per-token entropy, float[B,T] × bool[B,T] → scalar (method §1.3 H̄).
 
     The trainer subtracts ``entropy_coef ×`` this from the loss. It covers every valid response
-    token, off-policy tokens included, as the reference does.
+    token, off-policy tokens included, as the reference does. ``total_tokens`` as in :func:`sft_loss`.
     """
     entropy = check_float("entropy", entropy, (2,))
     check_bool("mask", mask, entropy.shape)
-    return torch.where(mask, entropy, torch.zeros_like(entropy)).sum() / mask.sum().clamp(min=1)
+    return torch.where(mask, entropy, torch.zeros_like(entropy)).sum() / _token_total(mask, total_tokens)

@@ -1,4 +1,4 @@
-"""Grading throughput: answers/min of the training reward (spec §4) in the GradingPool.
+"""Grading throughput: answers/min of the training reward (method §4) in the GradingPool.
 
 Answers are what the tiny task's policy writes (the text after the generation prompt
 ``…<think>\\n``), drawn from the task's own problems (:mod:`luffy.data.synthetic`), in fixed

@@ -73,7 +73,7 @@ def _config(task: Path, model: Path, s: dict[str, int], dtype: str, n_on: int, n
                  "max_response_tokens": r},
         "group": {"n_on": n_on, "n_off": n_off, "prefix_ratio": 1.0},
         "advantage": {"stats": "group", "scale": "none"},
-        "loss": {"shaping": "luffy", "gamma": 0.1, "clip": None, "aggregation": "token_sum_norm",
+        "loss": {"shaping": {"name": "luffy", "gamma": 0.1}, "clip": None, "aggregation": "token_sum_norm",
                  "norm_length": r},
         "entropy_coef": 0.001,
         "rollout": {"engine": "hf", "temperature": 1.0, "top_p": 1.0},

@@ -1,4 +1,8 @@
-"""Training data: the row schema, loaders, chat templates and the embedded tiny task (spec §3)."""
+"""Training data: the row schema, loaders, chat templates and the embedded tiny task (method §3).
+
+Also the paper data folder (:mod:`luffy.data.paper`) and the reference repository's data files with
+their download and checksums (:mod:`luffy.data.reference`, shared with :mod:`luffy.eval.benchmarks`).
+"""
 
 from luffy.data.loaders import load_hub_dataset, load_rows, write_rows
 from luffy.data.schema import DataFormatError, Trace, TrainRow

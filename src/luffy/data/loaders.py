@@ -1,11 +1,11 @@
-"""Read and write training rows (spec §3.1, §3.4).
+"""Read and write training rows (method §3.1, §3.4).
 
 Two row formats, each in a ``.jsonl`` or ``.parquet`` container:
 
 * ``"openr1"`` -- the paper's ``Openr1-Math-46k-8192`` layout: ``prompt`` (chat messages),
   ``reward_model.ground_truth``, ``target`` (a list of ``{role, content}`` whose first
   ``content`` is the trace) and the optional ``target_lst`` (several traces). The eval parquets
-  of spec §3.4 have the same layout without ``target``, so ``target`` may be absent (0 traces).
+  of method §3.4 have the same layout without ``target``, so ``target`` may be absent (0 traces).
 * ``"luffy"`` -- the project's own: the :class:`TrainRow` fields as columns/keys.
 
 ``fmt="auto"`` picks the format from the columns. Every error is one line naming the file and
@@ -18,9 +18,8 @@ for prompt length here -- that needs a tokenizer and belongs to the trainer.
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from luffy.data.schema import DataFormatError, Trace, TrainRow, answer_to_str
+from luffy.utils.jsonl import JsonlError, read_jsonl_lines, write_jsonl
 
 FORMATS = ("auto", "luffy", "openr1")
 _LUFFY_KEYS = {"id", "prompt", "answer", "traces", "split"}
@@ -53,7 +53,7 @@ def load_rows(path: str | Path, fmt: str = "auto") -> list[TrainRow]:
     if not path.is_file():
         raise DataFormatError(f"{path}: no such file")
     if path.suffix == ".jsonl":
-        records = list(_read_jsonl(path))
+        records = _read_jsonl(path)
         columns = set().union(*(r.keys() for _, r in records)) if records else set()
     elif path.suffix == ".parquet":
         records, columns = _read_parquet(path)
@@ -76,9 +76,7 @@ def write_rows(rows: Iterable[TrainRow], path: str | Path) -> Path:
     dicts = [r.to_dict() for r in rows]
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".jsonl":
-        with path.open("w", encoding="utf-8", newline="\n") as f:
-            for d in dicts:
-                f.write(json.dumps(d, ensure_ascii=False) + "\n")
+        write_jsonl(path, dicts)
     else:
         pq.write_table(pa.Table.from_pylist(dicts, schema=_LUFFY_SCHEMA), path)
     return path
@@ -103,25 +101,12 @@ def load_hub_dataset(hub_id: str, split: str = "train") -> list[TrainRow]:
 # ---------------------------------------------------------------------------------------- reading
 
 
-def _read_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    data = path.read_bytes()
+def _read_jsonl(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """``[("line N", object), ...]``; a data split has no torn tail: any bad line is an error."""
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise DataFormatError(
-            f"{path}: line {line}: not valid UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start})"
-        ) from None
-    for n, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataFormatError(f"{path}: line {n}: invalid JSON ({e.msg} at column {e.colno})") from None
-        if not isinstance(rec, dict):
-            raise DataFormatError(f"{path}: line {n}: expected a JSON object, got {type(rec).__name__}")
-        yield f"line {n}", rec
+        return [(f"line {n}", rec) for n, rec in read_jsonl_lines(path, torn_tail="error")]
+    except JsonlError as e:
+        raise DataFormatError(str(e)) from None
 
 
 def _read_parquet(path: Path) -> tuple[list[tuple[str, dict[str, Any]]], set[str]]:

@@ -1,16 +1,16 @@
-"""The paper-scale data folder (spec §2, §3.1, §3.4, §5.1): what ``luffy fetch-data`` writes.
+"""The paper-scale data folder (method §2, §3.1, §3.4, §5.1): what ``luffy fetch-data`` writes.
 
 ``fetch_paper_data(train_id, complement_id, eval_dir, out)`` writes into ``out``:
 
 * ``openr1.parquet`` -- the training prompts with their DeepSeek-R1 traces
   (``Elliott/Openr1-Math-46k-8192``, split ``train``), row by row and column by column as the hub
-  holds them, like the reference's ``data/prepare_train.py`` (spec §3.1). Every row must carry a
+  holds them, like the reference's ``data/prepare_train.py`` (method §3.1). Every row must carry a
   trace (``target``), since LUFFY's off-policy half needs one per prompt.
 * ``openr1.complement.parquet`` -- the held-out prompts of the SFT->RL baseline
-  (``Elliott/Openr1-Math-48k-Complement``, spec §2); traces are optional there.
-* ``valid.parquet`` -- the in-training validation set (spec §3.4, §5.1): a copy of
+  (``Elliott/Openr1-Math-48k-Complement``, method §2); traces are optional there.
+* ``valid.parquet`` -- the in-training validation set (method §3.4, §5.1): a copy of
   ``eval_dir/valid.parquet`` when present, else the reference repo's file downloaded by
-  :func:`luffy.eval.benchmarks.fetch_reference_file` (sha256-checked against the spec appendix).
+  :func:`luffy.data.reference.fetch_reference_file` (sha256-checked against the spec appendix).
 * ``data.json`` -- written last, so its presence means the folder is complete: dataset ids, row
   counts, sha256 and source of each file.
 
@@ -37,8 +37,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from luffy.data.loaders import load_rows
+from luffy.data.reference import REFERENCE_SHA256, REFERENCE_URL, fetch_reference_file
 from luffy.data.schema import DataFormatError
-from luffy.eval.benchmarks import REFERENCE_SHA256, REFERENCE_URL, fetch_reference_file
 
 TRAIN_FILE = "openr1.parquet"
 COMPLEMENT_FILE = "openr1.complement.parquet"
@@ -82,7 +82,7 @@ def fetch_paper_data(
 def write_hub_split(hub_id: str, dest: Path, *, split: str = "train", require_trace: bool) -> dict[str, Any]:
     """Save split ``split`` of hub dataset ``hub_id`` unchanged as the parquet ``dest`` (OpenR1 columns).
 
-    ``require_trace``: every row must have a non-empty ``target`` (training data, spec §3.1).
+    ``require_trace``: every row must have a non-empty ``target`` (training data, method §3.1).
     """
     records = _load_hub_records(hub_id, split)
     if not records:
@@ -100,7 +100,7 @@ def write_hub_split(hub_id: str, dest: Path, *, split: str = "train", require_tr
     if missing:
         raise DataFormatError(
             f"{hub_id}[{split}]: missing column(s) {missing}; expected the OpenR1 layout "
-            "(data_source, prompt, target, ability, reward_model, extra_info; spec §3.1)"
+            "(data_source, prompt, target, ability, reward_model, extra_info; method §3.1)"
         )
 
     def write(tmp: Path) -> None:
@@ -111,7 +111,7 @@ def write_hub_split(hub_id: str, dest: Path, *, split: str = "train", require_tr
             if bare is not None:
                 raise DataFormatError(
                     f"{hub_id}[{split}]: row {bare} has no trace in 'target'; "
-                    "training rows need one (spec §3.1)"
+                    "training rows need one (method §3.1)"
                 )
 
     _write_atomic(dest, write)

@@ -1,4 +1,4 @@
-"""The one normalized training-row schema every loader produces (spec §3.1).
+"""The one normalized training-row schema every loader produces (method §3.1).
 
 A :class:`TrainRow` is one prompt with its ground-truth answer and 0..k off-policy traces
 (the paper's ``target`` / ``target_lst``). Rows validate themselves on construction, so a
@@ -23,7 +23,7 @@ class DataFormatError(ValueError):
 
 @dataclass(frozen=True)
 class Trace:
-    """One off-policy demonstration: the full response text (spec §1.1 "target")."""
+    """One off-policy demonstration: the full response text (method §1.1 "target")."""
 
     text: str
     teacher: str | None = None

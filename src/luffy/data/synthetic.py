@@ -1,4 +1,4 @@
-"""The embedded tiny task: seeded multi-step integer arithmetic (tiny-task design; spec §2, §3).
+"""The embedded tiny task: seeded multi-step integer arithmetic (tiny-task design; method §2, §3).
 
 Problems look like ``Compute 3+4*2-5.`` (``+ - *``, optionally one pair of parentheses), with
 every intermediate result an integer in ``0..max_value``. A programmatic teacher, standing in
@@ -8,7 +8,7 @@ for DeepSeek-R1, writes an always-correct R1-style trace, one line per step in e
     <think>\\n4*2=8\\n3+8=11\\n11-5=6\\n</think>\\nThe answer is \\boxed{6}.
 
 Splits (disjoint by problem text): ``train`` and ``train_rl`` (the held-out RL prompts of the
-SFT+RL baseline, spec §2) carry one trace each; ``test_id`` is drawn from the training
+SFT+RL baseline, method §2) carry one trace each; ``test_id`` is drawn from the training
 distribution; ``test_ood`` needs more steps or larger numbers than training ever shows (the
 config validator enforces it). Each split has its own RNG stream derived from ``seed``, so the
 output is identical across runs and machines for a given Python version.

@@ -1,13 +1,13 @@
-"""Chat templates and the system prompt, kept as data (spec §3.2, §3.3, §1.1).
+"""Chat templates and the system prompt, kept as data (method §3.2, §3.3, §1.1).
 
 ``CHAT_TEMPLATES`` maps a name to a Jinja source usable as a tokenizer's ``chat_template``:
 
-* ``"luffy_think"`` -- the paper model's rendered form (spec §3.2)::
+* ``"luffy_think"`` -- the paper model's rendered form (method §3.2)::
 
       {system}\\nUser: This is the problem:\\n{question}\\nAssistant: <think>\\n
 
   When the messages carry no system message, :data:`LUFFY_SYSTEM_PROMPT` is inserted (the
-  reference evaluation passes only the user turn, spec §3.2 [inferred]).
+  reference evaluation passes only the user turn, method §3.2 [inferred]).
 * ``"tiny_think"`` -- the tiny task's form, ``User: {question}\\nAssistant: <think>\\n``; a
   system message is rendered (``{system}\\n`` first) only if the messages contain one.
 
@@ -22,7 +22,7 @@ from typing import Any
 
 THINK_PREFIX = "<think>\n"
 
-# Exact bytes of prompt[0].content in the reference parquets (spec §3.3, paper App. C.2).
+# Exact bytes of prompt[0].content in the reference parquets (method §3.3, paper App. C.2).
 LUFFY_SYSTEM_PROMPT = (
     "Your task is to follow a systematic, thorough reasoning process before providing the final solution. "
     "This involves analyzing, summarizing, exploring, reassessing, and refining your thought process through "
@@ -98,7 +98,7 @@ def render_prompt(tokenizer: Any, messages: list[dict[str, str]], template: str 
 def strip_think_prefix(prompt_text: str, trace: str) -> str:
     """Drop a leading ``"<think>\\n"`` from ``trace`` when the prompt already ends with it.
 
-    Reference behaviour (spec §1.1, ``rl_dataset_with_target.py``): the 8 characters are removed
+    Reference behaviour (method §1.1, ``rl_dataset_with_target.py``): the 8 characters are removed
     only when *both* hold, so prompt + trace never repeats the tag.
     """
     if prompt_text.endswith(THINK_PREFIX) and trace.startswith(THINK_PREFIX):

@@ -1,4 +1,4 @@
-"""Evaluation (spec §5). This package init stays light: it must import without vLLM."""
+"""Evaluation (method §5). This package init stays light: it must import without vLLM."""
 
 from luffy.eval.graders import (
     GRADERS,

@@ -1,4 +1,4 @@
-"""Benchmark registry and loaders (spec §3.4 data, §5.2 protocol, §6.1 paper numbers).
+"""Benchmark registry and loaders (method §3.4 data, §5.2 protocol, §6.1 paper numbers).
 
 Paper suite: six math benchmarks (``aime24 aime25 amc23 math500 minerva olympiadbench``) and three
 out-of-distribution multiple-choice ones (``arc_c gpqa_diamond mmlu_pro``), read from the reference's
@@ -9,11 +9,12 @@ evaluation parquets (columns ``data_source``, ``prompt`` messages, ``reward_mode
 Where the paper data comes from (``data`` argument): a folder holding the parquets, one parquet file
 (every benchmark whose ``data_source`` it contains), or ``None`` = ``$LUFFY_EVAL_DATA``, else the
 repository's ``../shared/data/luffy-eval``, else a download of the reference repo's raw files into
-``$LUFFY_CACHE`` (default ``~/.cache/luffy``), checked against the sha256s of the spec's appendix.
+``$LUFFY_CACHE`` (default ``~/.cache/luffy``), checked against the sha256s of the spec's appendix
+(:mod:`luffy.data.reference`, whose names are re-exported here).
 
 The reference repeats AIME/AMC rows 32× to get avg@32; loaders return each question once
 (grouped by ``extra_info.index``, else by prompt) with ``n_repeats``, and the runner samples k per
-question instead. MMLU-Pro's parquet is absent from the reference snapshot (spec §3.4): its entry
+question instead. MMLU-Pro's parquet is absent from the reference snapshot (method §3.4): its entry
 fails with a message saying where to put the file, unless a hub copy is asked for (``source: hub``,
 needs ``datasets``; deviation: the prompt wording of that path is this project's own).
 """
@@ -22,9 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import tempfile
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,28 +31,24 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from luffy.data.loaders import load_rows
+from luffy.data.reference import (  # the reference's files and pins (also importable from here)
+    MMLU_PRO_BLOB,
+    MMLU_PRO_FILE,
+    REFERENCE_SHA256,
+    REFERENCE_URL,  # noqa: F401
+    BenchmarkDataMissing,
+    cache_root,  # noqa: F401
+    fetch_reference_file,
+    git_blob_id,
+)
 from luffy.data.schema import DataFormatError
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SHARED_EVAL_DIR = REPO_ROOT.parent / "shared" / "data" / "luffy-eval"
-REFERENCE_URL = "https://raw.githubusercontent.com/ElliottYan/LUFFY/main/data/{file}"
-#: sha256 of the reference files (spec appendix "files copied").
-REFERENCE_SHA256 = {
-    "valid.parquet": "3acbd7f5872207c97aa3fe0d40662ec53f33bca19b438ee88a1ecf910051a723",
-    "valid.all.parquet": "92503399b914212d2e3d85839882bc1376a0111652fec0dcb722e86307e97617",
-    "valid.arc_c.parquet": "7c3d1df8f11ade8be258ee0b0c7bbd6ac9a8e535dee3dbb3b5410f974f0d8fe5",
-    "valid.gpqa.parquet": "55bde3943eeb6906d6d569d0ab882638c2f395a716ab5fa1fa20a186e722e58b",
-}
-MMLU_PRO_FILE = "valid.mmlu_pro.parquet"
-MMLU_PRO_BLOB = "48cd2b38bf2690f5ebfda3695a23a188d472c6b6"  # git blob id in the reference tree (spec §0)
 REQUIRED_COLUMNS = ("data_source", "prompt", "reward_model")
 
 MATH_GRADERS = ("math_verify", "boxed")
 CHOICE_GRADERS = ("multiple_choice", "boxed")
-
-
-class BenchmarkDataMissing(FileNotFoundError):
-    """A benchmark's data file is not available; the message says where to put it."""
 
 
 @dataclass(frozen=True)
@@ -90,7 +84,7 @@ class Benchmark:
     file: str  # paper: parquet file name; tiny: split file name in the task folder
     data_source: str | None = None  # rows of ``file`` with this data_source; None = all rows
     hub: HubSource | None = None
-    paper: dict[str, float] = field(default_factory=dict)  # spec §6.1 Table 1, percent
+    paper: dict[str, float] = field(default_factory=dict)  # method §6.1 Table 1, percent
 
     def load(self, data: str | Path | None = None, *, source: str = "file",
              cache_dir: str | Path | None = None) -> list[EvalQuestion]:
@@ -120,7 +114,7 @@ def _mmlu_pro_question(rec: dict[str, Any], index: int, benchmark: str) -> EvalQ
     return EvalQuestion(f"{benchmark}-{qid}", index, [{"role": "user", "content": "\n".join(lines)}], letter, "hub")
 
 
-# Table 1 (spec §6.1), rows Qwen-Base / On-Policy RL / LUFFY, in percent.
+# Table 1 (method §6.1), rows Qwen-Base / On-Policy RL / LUFFY, in percent.
 _T1 = {
     "aime24": (11.5, 25.1, 29.4), "aime25": (4.9, 15.3, 23.1), "amc23": (31.3, 62.0, 65.6),
     "math500": (43.6, 84.4, 87.6), "minerva": (7.4, 39.3, 37.5), "olympiadbench": (15.6, 46.8, 57.2),
@@ -160,7 +154,7 @@ REGISTRY: dict[str, Benchmark] = {
 DATA_SOURCES: dict[str, str] = {b.data_source: n for n, b in REGISTRY.items() if b.data_source}
 DATA_SOURCES["mmlu_pro"] = "mmlu_pro"  # [inferred]: the missing file's data_source is unknown
 
-#: Suite averages: key -> benchmark group (paper "Avg." and OOD "Avg.", spec §5.2/§6.1).
+#: Suite averages: key -> benchmark group (paper "Avg." and OOD "Avg.", method §5.2/§6.1).
 AVERAGES: dict[str, dict[str, str]] = {"paper": {"math_avg": "math", "ood_avg": "ood"},
                                        "tiny": {"id": "id", "ood": "ood"}}
 
@@ -205,7 +199,7 @@ def resolve_paper_file(bench: Benchmark, data: str | Path | None, cache_dir: str
 
 def _missing(bench: Benchmark, folder: Path) -> BenchmarkDataMissing:
     if bench.file == MMLU_PRO_FILE:
-        hint = (f"the reference snapshot lacks it (git blob {MMLU_PRO_BLOB}, spec §3.4); put a copy at "
+        hint = (f"the reference snapshot lacks it (git blob {MMLU_PRO_BLOB}, method §3.4); put a copy at "
                 f"{folder / bench.file} (check it with `git hash-object`) or set `source: hub` for {bench.name} "
                 "in the eval config (needs the 'datasets' package)")
     else:
@@ -213,55 +207,11 @@ def _missing(bench: Benchmark, folder: Path) -> BenchmarkDataMissing:
     return BenchmarkDataMissing(f"{bench.name}: data file {folder / bench.file} is missing: {hint}")
 
 
-def cache_root(cache_dir: str | Path | None = None) -> Path:
-    if cache_dir is not None:
-        return Path(cache_dir)
-    return Path(os.environ.get("LUFFY_CACHE", Path.home() / ".cache" / "luffy")) / "eval"
-
-
-def fetch_reference_file(name: str, cache_dir: str | Path | None = None, *, url: str | None = None) -> Path:
-    """Download reference file ``name`` (once) into the cache and check its sha256 (spec appendix).
-
-    ``url`` defaults to :data:`REFERENCE_URL` (or ``$LUFFY_EVAL_URL``, a template with ``{file}``).
-    """
-    if name not in REFERENCE_SHA256:
-        raise ValueError(f"no known download for {name!r}; known: {sorted(REFERENCE_SHA256)}")
-    dest = cache_root(cache_dir) / name
-    want = REFERENCE_SHA256[name]
-    if dest.is_file() and _sha256(dest) == want:
-        return dest
-    url = url or os.environ.get("LUFFY_EVAL_URL", REFERENCE_URL).format(file=name)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=dest.parent, suffix=".part", delete=False) as tmp:
-        try:
-            with urllib.request.urlopen(url, timeout=60) as resp:
-                shutil.copyfileobj(resp, tmp)
-        except OSError as e:
-            os.unlink(tmp.name)
-            raise BenchmarkDataMissing(f"{name}: download from {url} failed ({e}); pass --data instead") from None
-    got = _sha256(Path(tmp.name))
-    if got != want:
-        os.unlink(tmp.name)
-        raise DataFormatError(f"{name}: downloaded from {url} has sha256 {got[:12]}…, expected {want[:12]}…")
-    os.replace(tmp.name, dest)
-    return dest
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def git_blob_id(path: str | Path) -> str:
-    """``git hash-object`` of a file (to check a copy of the missing MMLU-Pro parquet, spec §0)."""
-    data = Path(path).read_bytes()
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-
-
 # ------------------------------------------------------------------------------------- loaders
 
 
 def load_parquet(path: str | Path, bench: Benchmark) -> list[EvalQuestion]:
-    """Unique questions of ``bench`` in an evaluation parquet (spec §3.4 schema).
+    """Unique questions of ``bench`` in an evaluation parquet (method §3.4 schema).
 
     Rows with the same ``extra_info.index`` (else the same prompt) are one question; they must agree
     on prompt and ground truth. Errors name the file, row and column.

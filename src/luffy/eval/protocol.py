@@ -1,4 +1,4 @@
-"""The evaluation protocol as a strict config (spec §5.2) and what a run records about itself.
+"""The evaluation protocol as a strict config (method §5.2) and what a run records about itself.
 
 One YAML file per suite (``config/eval/paper.yaml``, ``config/eval/tiny.yaml``) holds an
 :class:`EvalConfig`; every section rejects unknown keys. :meth:`EvalConfig.protocol_for` resolves
@@ -6,7 +6,7 @@ the settings of one benchmark into a :class:`BenchmarkProtocol` (k, sampling, gr
 seed), which is written next to the samples and compared on resume, so samples made under
 another protocol are never mixed in.
 
-Paper settings (spec §5.2): T=0.6, top_p=1.0, 8192 new tokens, the model's own chat template with
+Paper settings (method §5.2): T=0.6, top_p=1.0, 8192 new tokens, the model's own chat template with
 the parquet system message removed (``--remove_system True``), avg@32 for AIME24/AIME25/AMC23 and
 one sample elsewhere, summary graded with the OAT-style grader (here ``"boxed"``).
 
@@ -44,7 +44,7 @@ class _Strict(BaseModel):
 
 
 class SamplingSection(_Strict):
-    """Decoding of every sample (spec §5.2 "Sampling")."""
+    """Decoding of every sample (method §5.2 "Sampling")."""
 
     temperature: float = Field(0.6, ge=0.0, description="0 = greedy")
     top_p: float = Field(1.0, gt=0.0, le=1.0)
@@ -62,7 +62,7 @@ class BenchmarkSection(_Strict):
 
 
 class EvalConfig(_Strict):
-    """One suite's evaluation protocol (spec §5.2). Defaults are the paper's."""
+    """One suite's evaluation protocol (method §5.2). Defaults are the paper's."""
 
     suite: Suite
     benchmarks: dict[str, BenchmarkSection] = Field(

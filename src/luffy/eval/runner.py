@@ -1,14 +1,12 @@
-"""Run a benchmark suite on one model (spec §5.2): generate k samples per question, grade, summarise.
+"""Run a benchmark suite on one model (method §5.2): generate k samples per question, grade, summarise.
 
 Per benchmark, under ``out_dir/<benchmark>/``:
 
 * ``protocol.json`` -- the resolved :class:`~luffy.eval.protocol.BenchmarkProtocol`, model fingerprint
   and engine; a later run into the same folder must match it (else a one-line ConfigError).
-* ``samples.jsonl`` -- one record per sample: ``question_id``, ``question_index``, ``sample``,
-  ``response`` (decoded text, see below), ``answer``, ``verdicts`` and ``status`` per grader
-  (status ``ok``/``timeout``/``error``; only ``ok`` can be correct), ``n_tokens`` (EOS included),
-  ``finish_reason``. Appended and flushed after every generation batch; on restart, questions with all
-  k graded samples are kept and only the others are generated (a torn last line is dropped).
+* ``samples.jsonl`` -- one record per sample (fields: :mod:`luffy.eval.samples`), ``response`` being the
+  decoded text (see below). Appended and synced after every generation batch; on restart, questions
+  with all k graded samples are kept and only the others are generated (a torn last line is dropped).
 * ``summary.json`` -- accuracy per grader (mean over questions of the per-question mean over k
   samples), its standard error over questions, counts, timing and the full protocol.
 
@@ -16,14 +14,17 @@ Per benchmark, under ``out_dir/<benchmark>/``:
 paper's averages: unweighted means of the math and OOD groups (``math_avg``, ``ood_avg``; tiny:
 ``id``, ``ood``), each saying which benchmarks it covers and which are missing.
 
+This module drives a run (set-up, engine, generation and grading batches); the sample store and the
+protocol check are :mod:`luffy.eval.samples`, the two summaries :mod:`luffy.eval.summary`.
+
 Seeding: generation batches are runs of consecutive question indices, called with seed
 ``seed + first_index * k``; the vLLM engine then gives sample j of question q the seed
 ``seed + q*k + j`` whatever the batching or resume point. The HF engine shares one random stream
 per call (see :mod:`luffy.rollout.hf_engine`), so its samples depend on the batch layout.
 
-Deviations from the reference (spec §5.2): one process instead of 4-GPU tensor parallelism; prompt
+Deviations from the reference (method §5.2): one process instead of 4-GPU tensor parallelism; prompt
 ids are the chat-templated text tokenized without extra special tokens; responses are decoded like
-the training reward (spec §4 step 1: special tokens kept, so a ``</think>`` that is a special token
+the training reward (method §4 step 1: special tokens kept, so a ``</think>`` that is a special token
 survives) but without the final EOS, where the reference grades vLLM's text (special tokens skipped).
 """
 
@@ -31,18 +32,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
-import os
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from luffy.config import ConfigError
 from luffy.data.templates import render_prompt
-from luffy.eval.benchmarks import AVERAGES, REGISTRY, BenchmarkDataMissing, EvalQuestion, get_benchmark
+from luffy.eval.benchmarks import BenchmarkDataMissing, EvalQuestion, get_benchmark
 from luffy.eval.graders import grade_many
 from luffy.eval.protocol import (
     BenchmarkProtocol,
@@ -51,24 +49,9 @@ from luffy.eval.protocol import (
     model_fingerprint,
     vllm_available,
 )
-
-SAMPLES, SUMMARY, PROTOCOL, SUITE = "samples.jsonl", "summary.json", "protocol.json", "suite.json"
-
-
-@dataclass
-class _Job:
-    """One benchmark of a run: its questions, protocol, prompt ids and records kept from earlier runs."""
-
-    name: str
-    questions: list[EvalQuestion]
-    protocol: BenchmarkProtocol
-    folder: Path
-    prompt_ids: list[list[int]] = field(default_factory=list)
-    done: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # question id -> k records
-
-    @property
-    def todo(self) -> list[int]:
-        return [q.index for q in self.questions if q.id not in self.done]
+from luffy.eval.samples import SAMPLES, BenchmarkJob, append_samples, check_protocol, read_complete
+from luffy.eval.summary import SUITE, SUMMARY, suite_summary, summarize
+from luffy.utils.files import atomic_write_json
 
 
 def evaluate(
@@ -103,7 +86,7 @@ def evaluate(
     fingerprint = model_fingerprint(model_path)
     tokenizer = load_tokenizer(model_path)
     missing: dict[str, str] = {}
-    jobs: list[_Job] = []
+    jobs: list[BenchmarkJob] = []
     for name in names:
         protocol = cfg.protocol_for(name, k=k)
         try:
@@ -115,12 +98,12 @@ def evaluate(
                 missing[name] = str(e)
                 continue
             raise
-        jobs.append(_Job(name, questions[:limit] if limit else questions, protocol, out_dir / name))
+        jobs.append(BenchmarkJob(name, questions[:limit] if limit else questions, protocol, out_dir / name))
 
     header = {"model_path": str(model_path.resolve()), "model_sha256": fingerprint["sha256"], "engine": kind,
               "dtype": cfg.dtype, "chat_template_sha256": _template_sha256(tokenizer, cfg.template)}
     for job in jobs:
-        _check_protocol(job, header)
+        check_protocol(job, header)
         job.done = read_complete(job.folder / SAMPLES, job.protocol)
         job.prompt_ids = [_prompt_ids(tokenizer, q, job.protocol) for q in job.questions]
         _warn_lossy_tokenizer(tokenizer, job)
@@ -134,10 +117,11 @@ def evaluate(
     versions = library_versions(kind)
     for job in jobs:
         summary = summarize(job, header, fingerprint, versions, cfg, timing.get(job.name))
-        _write_json(job.folder / SUMMARY, summary)
+        atomic_write_json(job.folder / SUMMARY, summary)
     suite = suite_summary(out_dir, cfg, header, missing)
     suite["wall_seconds"] = round(time.perf_counter() - t_start, 3)
-    _write_json(out_dir / SUITE, suite)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out_dir / SUITE, suite)
     return suite
 
 
@@ -191,7 +175,7 @@ def _prompt_ids(tokenizer: Any, q: EvalQuestion, protocol: BenchmarkProtocol) ->
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def _warn_lossy_tokenizer(tokenizer: Any, job: _Job) -> None:
+def _warn_lossy_tokenizer(tokenizer: Any, job: BenchmarkJob) -> None:
     """Warn when the first prompt does not survive encode -> decode (e.g. a mis-loaded tokenizer class)."""
     if not job.questions:
         return
@@ -204,42 +188,10 @@ def _warn_lossy_tokenizer(tokenizer: Any, job: _Job) -> None:
               f"({text[:40]!r} -> {back[:40]!r}); check the tokenizer class", file=sys.stderr)
 
 
-def _check_protocol(job: _Job, header: dict[str, Any]) -> None:
-    """Write ``protocol.json``; when samples exist, first check that their protocol matches this run."""
-    want = {**header, "protocol": job.protocol.model_dump(mode="json")}
-    want.pop("model_path")  # the same weights may be evaluated from another path
-    path, samples = job.folder / PROTOCOL, job.folder / SAMPLES
-    has_samples = samples.is_file() and samples.stat().st_size > 0
-    if path.is_file() and has_samples:
-        try:
-            have = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{path}: not valid JSON ({e.msg}); delete it together with {SAMPLES}") from None
-        have.pop("model_path", None)
-        diff = _diff(have, want)
-        if diff:
-            raise ConfigError(f"{job.folder}: earlier samples were made with another protocol ({'; '.join(diff[:3])});"
-                              " use another --out or delete that folder")
-    elif has_samples:
-        raise ConfigError(f"{samples}: exists without {PROTOCOL}; cannot tell how it was made (delete it)")
-    _write_json(path, {**want, "model_path": header["model_path"]})
-
-
-def _diff(have: dict[str, Any], want: dict[str, Any], prefix: str = "") -> list[str]:
-    out = []
-    for key in sorted(set(have) | set(want)):
-        a, b = have.get(key), want.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _diff(a, b, f"{prefix}{key}.")
-        elif a != b:
-            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
-    return out
-
-
 class _EngineSession:
     """Builds the rollout engine on entry (HF: loads the model) and closes it on exit."""
 
-    def __init__(self, kind: str, model_path: Path, tokenizer: Any, cfg: EvalConfig, jobs: list[_Job]) -> None:
+    def __init__(self, kind: str, model_path: Path, tokenizer: Any, cfg: EvalConfig, jobs: list[BenchmarkJob]) -> None:
         self.kind, self.model_path, self.tokenizer, self.cfg, self.jobs = kind, model_path, tokenizer, cfg, jobs
         self.engine: Any = None
 
@@ -275,17 +227,17 @@ class _EngineSession:
 _open_engine = _EngineSession
 
 
-def _needed_len(jobs: list[_Job]) -> int:
+def _needed_len(jobs: list[BenchmarkJob]) -> int:
     return max(_longest(j)[0] + j.protocol.max_new_tokens for j in jobs)
 
 
-def _longest(job: _Job) -> tuple[int, str]:
+def _longest(job: BenchmarkJob) -> tuple[int, str]:
     """(tokens, question id) of the job's longest prompt."""
     n, i = max((len(p), i) for i, p in enumerate(job.prompt_ids))
     return n, job.questions[i].id
 
 
-def _check_positions(model_path: Path, jobs: list[_Job]) -> None:
+def _check_positions(model_path: Path, jobs: list[BenchmarkJob]) -> None:
     """Fail early, naming the question, when prompt + max_new_tokens exceeds the model's position range."""
     try:
         limit = json.loads((model_path / "config.json").read_text(encoding="utf-8")).get("max_position_embeddings")
@@ -318,7 +270,7 @@ def _batches(indices: list[int], size: int, cost: list[int] | None = None, budge
         yield run
 
 
-def _run_job(job: _Job, engine: Any, tokenizer: Any, cfg: EvalConfig, pool: Any, progress: bool) -> dict[str, float]:
+def _run_job(job: BenchmarkJob, engine: Any, tokenizer: Any, cfg: EvalConfig, pool: Any, progress: bool) -> dict[str, float]:
     """Generate and grade the missing questions of ``job``, appending records batch by batch."""
     from tqdm.auto import tqdm
 
@@ -332,33 +284,32 @@ def _run_job(job: _Job, engine: Any, tokenizer: Any, cfg: EvalConfig, pool: Any,
     n_tokens = 0
     bar = tqdm(total=len(job.questions), initial=len(job.questions) - len(todo), desc=job.name, unit="q",
                disable=not progress, file=sys.stderr)
-    with (job.folder / SAMPLES).open("a", encoding="utf-8") as f:
-        cost = [len(ids) * p.k for ids in job.prompt_ids]  # prompt tokens one call prefills
-        for batch in _batches(todo, cfg.batch_questions, cost, cfg.max_batch_tokens):
-            sampling = SamplingConfig(temperature=p.temperature, top_p=p.top_p, max_new_tokens=p.max_new_tokens,
-                                      seed=p.seed + batch[0] * p.k)
-            t0 = time.perf_counter()
-            gens = engine.generate([job.prompt_ids[i] for i in batch], p.k, sampling)
-            gen_s += time.perf_counter() - t0
-            flat = [(i, j, g) for i, group in zip(batch, gens) for j, g in enumerate(group)]
-            texts = [_decode(tokenizer, g) for _, _, g in flat]
-            answers = [job.questions[i].answer for i, _, _ in flat]
-            t0 = time.perf_counter()
-            graded = {gr: grade_many(texts, answers, gr, timeout_s=cfg.grade_timeout_s, pool=pool)
-                      for gr in p.graders}
-            grade_s += time.perf_counter() - t0
-            for n, ((i, j, g), text) in enumerate(zip(flat, texts)):
-                q = job.questions[i]
-                rec = {"question_id": q.id, "question_index": q.index, "sample": j, "response": text,
-                       "answer": q.answer, "verdicts": {gr: graded[gr][n][0] for gr in p.graders},
-                       "status": {gr: graded[gr][n][1] for gr in p.graders},
-                       "n_tokens": len(g.response_ids), "finish_reason": g.finish_reason}
-                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-                job.done.setdefault(q.id, []).append(rec)
-                n_tokens += len(g.response_ids)
-            f.flush()
-            os.fsync(f.fileno())
-            bar.update(len(batch))
+    cost = [len(ids) * p.k for ids in job.prompt_ids]  # prompt tokens one call prefills
+    for batch in _batches(todo, cfg.batch_questions, cost, cfg.max_batch_tokens):
+        sampling = SamplingConfig(temperature=p.temperature, top_p=p.top_p, max_new_tokens=p.max_new_tokens,
+                                  seed=p.seed + batch[0] * p.k)
+        t0 = time.perf_counter()
+        gens = engine.generate([job.prompt_ids[i] for i in batch], p.k, sampling)
+        gen_s += time.perf_counter() - t0
+        flat = [(i, j, g) for i, group in zip(batch, gens) for j, g in enumerate(group)]
+        texts = [_decode(tokenizer, g) for _, _, g in flat]
+        answers = [job.questions[i].answer for i, _, _ in flat]
+        t0 = time.perf_counter()
+        graded = {gr: grade_many(texts, answers, gr, timeout_s=cfg.grade_timeout_s, pool=pool)
+                  for gr in p.graders}
+        grade_s += time.perf_counter() - t0
+        recs = []
+        for n, ((i, j, g), text) in enumerate(zip(flat, texts)):
+            q = job.questions[i]
+            recs.append({"question_id": q.id, "question_index": q.index, "sample": j, "response": text,
+                         "answer": q.answer, "verdicts": {gr: graded[gr][n][0] for gr in p.graders},
+                         "status": {gr: graded[gr][n][1] for gr in p.graders},
+                         "n_tokens": len(g.response_ids), "finish_reason": g.finish_reason})
+            n_tokens += len(g.response_ids)
+        append_samples(job.folder / SAMPLES, recs)
+        for rec in recs:
+            job.done.setdefault(rec["question_id"], []).append(rec)
+        bar.update(len(batch))
     bar.close()
     return {"generate_s": round(gen_s, 3), "grade_s": round(grade_s, 3), "questions_generated": len(todo),
             "tokens_generated": n_tokens, "tokens_per_s": round(n_tokens / gen_s, 1) if gen_s > 0 else None}
@@ -368,139 +319,3 @@ def _decode(tokenizer: Any, gen: Any) -> str:
     """Response text with special tokens kept (a special ``</think>`` must survive), minus the final EOS."""
     ids = gen.response_ids[:-1] if gen.finish_reason == "stop" else gen.response_ids
     return tokenizer.decode(ids, skip_special_tokens=False)
-
-
-# ---------------------------------------------------------------------------------------- resume
-
-
-def read_complete(path: Path, protocol: BenchmarkProtocol) -> dict[str, list[dict[str, Any]]]:
-    """Records of the questions in ``path`` that have all k samples graded by every grader.
-
-    Incomplete questions and a torn last line are dropped and the file is rewritten without them, so
-    appending can continue. A bad line elsewhere is a DataFormatError naming the line.
-    """
-    from luffy.data.schema import DataFormatError
-
-    if not path.is_file():
-        return {}
-    lines = path.read_text(encoding="utf-8").split("\n")
-    by_q: dict[str, dict[int, dict[str, Any]]] = {}
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            if all(not rest.strip() for rest in lines[n:]):
-                break  # torn final write
-            raise DataFormatError(f"{path}: line {n}: not a JSON record ({e.msg}); delete the file to start over") from None
-        if isinstance(rec, dict) and _valid_record(rec, protocol):
-            by_q.setdefault(rec["question_id"], {}).setdefault(rec["sample"], rec)
-    done = {q: [s[j] for j in range(protocol.k)] for q, s in by_q.items() if set(s) == set(range(protocol.k))}
-    tmp = path.with_suffix(".jsonl.tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for recs in done.values():
-            for rec in recs:
-                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-    return done
-
-
-def _valid_record(rec: dict[str, Any], p: BenchmarkProtocol) -> bool:
-    v, s = rec.get("verdicts"), rec.get("status")
-    return (isinstance(rec.get("question_id"), str) and isinstance(rec.get("sample"), int)
-            and 0 <= rec["sample"] < p.k and isinstance(v, dict) and isinstance(s, dict)
-            and all(isinstance(v.get(g), bool) and s.get(g) in ("ok", "timeout", "error") for g in p.graders)
-            and isinstance(rec.get("n_tokens"), int) and rec.get("finish_reason") in ("stop", "length"))
-
-
-# --------------------------------------------------------------------------------------- summaries
-
-
-def mean_and_stderr(values: list[float]) -> tuple[float | None, float | None]:
-    """Mean and standard error of the mean (sample std, ddof=1, over sqrt(n)); None where undefined."""
-    n = len(values)
-    if n == 0:
-        return None, None
-    mean = sum(values) / n
-    if n == 1:
-        return mean, None
-    var = sum((x - mean) ** 2 for x in values) / (n - 1)
-    return mean, math.sqrt(var / n)
-
-
-def summarize(job: _Job, header: dict[str, Any], fingerprint: dict[str, Any], versions: dict[str, Any],
-              cfg: EvalConfig, timing: dict[str, float] | None) -> dict[str, Any]:
-    """The ``summary.json`` of one benchmark over its selected questions."""
-    p = job.protocol
-    recs = [r for q in job.questions for r in job.done[q.id]]
-    accuracy, stderr = {}, {}
-    for gr in p.graders:
-        per_q = [sum(r["verdicts"][gr] for r in job.done[q.id]) / p.k for q in job.questions]
-        accuracy[gr], stderr[gr] = mean_and_stderr(per_q)
-    bench = REGISTRY[job.name]
-    return {
-        "benchmark": job.name,
-        "suite": bench.suite,
-        "group": bench.group,
-        "primary_grader": p.primary_grader,
-        "accuracy": accuracy[p.primary_grader],
-        "stderr": stderr[p.primary_grader],
-        "accuracy_by_grader": accuracy,
-        "stderr_by_grader": stderr,
-        "k": p.k,
-        "n_questions": len(job.questions),
-        "n_samples": len(recs),
-        "n_timeouts": {gr: sum(r["status"][gr] == "timeout" for r in recs) for gr in p.graders},
-        "n_errors": {gr: sum(r["status"][gr] == "error" for r in recs) for gr in p.graders},
-        "finish_reasons": {fr: sum(r["finish_reason"] == fr for r in recs) for fr in ("stop", "length")},
-        "mean_tokens": sum(r["n_tokens"] for r in recs) / len(recs),
-        "paper_table1_percent": bench.paper or None,
-        "protocol": {
-            **header,
-            "model_files": fingerprint["files"],
-            **p.model_dump(mode="json"),
-            "engine_options": cfg.engine_options,
-            "grade_timeout_s": cfg.grade_timeout_s,
-            "libraries": versions,
-        },
-        "timing": timing or {"questions_generated": 0},
-    }
-
-
-def suite_summary(out_dir: Path, cfg: EvalConfig, header: dict[str, Any], missing: dict[str, str]) -> dict[str, Any]:
-    """``suite.json``: every summary of this suite's benchmarks in ``out_dir`` and the group averages."""
-    rows: dict[str, dict[str, Any]] = {}
-    for name in (n for n, b in REGISTRY.items() if b.suite == cfg.suite):
-        path = out_dir / name / SUMMARY
-        if not path.is_file():
-            continue
-        s = json.loads(path.read_text(encoding="utf-8"))
-        if s["protocol"]["model_sha256"] != header["model_sha256"]:
-            raise ConfigError(f"{path}: results of another model (sha256 {s['protocol']['model_sha256'][:12]}…) "
-                              f"in the same --out; use one folder per model")
-        acc = s["accuracy_by_grader"].get(cfg.primary_grader)
-        rows[name] = {"accuracy": acc, "stderr": s["stderr_by_grader"].get(cfg.primary_grader),
-                      "accuracy_by_grader": s["accuracy_by_grader"], "k": s["k"], "n_questions": s["n_questions"],
-                      "n_timeouts": s["n_timeouts"], "engine": s["protocol"]["engine"]}
-    averages = {}
-    for key, group in AVERAGES[cfg.suite].items():
-        members = [n for n, b in REGISTRY.items() if b.suite == cfg.suite and b.group == group]
-        over = [n for n in members if n in rows and rows[n]["accuracy"] is not None]
-        value = sum(rows[n]["accuracy"] for n in over) / len(over) if over else None
-        averages[key] = {"accuracy": value, "over": over, "missing": [n for n in members if n not in over]}
-    return {"suite": cfg.suite, **header, "primary_grader": cfg.primary_grader, "benchmarks": rows,
-            "averages": averages, "skipped": missing}
-
-
-def paper_average(values: dict[str, float], group: str) -> float:
-    """Unweighted mean of ``values`` over the paper benchmarks of ``group`` (spec §5.2 "Avg.")."""
-    members = [n for n, b in REGISTRY.items() if b.suite == "paper" and b.group == group]
-    return sum(values[n] for n in members) / len(members)
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)

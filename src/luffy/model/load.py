@@ -1,4 +1,4 @@
-"""Load a causal LM and its tokenizer from a local HF folder or a Hub id (spec §8).
+"""Load a causal LM and its tokenizer from a local HF folder or a Hub id (method §8).
 
 The same code path serves the tiny base model (a local folder written by
 :func:`luffy.model.tiny.build_base_model`) and real models such as
@@ -8,7 +8,7 @@ they never touch the network.
 dtype ``"auto"`` (see :func:`pick_dtype`): bf16 on CUDA devices that support it, and on CPUs
 with native AVX-512 bf16 (``torch.cpu._is_avx512_bf16_supported()``); fp32 everywhere else --
 emulated bf16 on AVX2-only CPUs is slower than fp32 (env notes §3). Deviation from the paper
-(spec §8: fp32 master weights, bf16 compute): the dtype chosen here is the weights' dtype;
+(method §8: fp32 master weights, bf16 compute): the dtype chosen here is the weights' dtype;
 trainers that want fp32 masters pass ``dtype="float32"`` and autocast themselves.
 """
 

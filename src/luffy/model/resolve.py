@@ -1,4 +1,4 @@
-"""Build the paper's base model folder from a hub model (spec §8, §3.2): ``luffy resolve-model``.
+"""Build the paper's base model folder from a hub model (method §8, §3.2): ``luffy resolve-model``.
 
 ``Elliott/Qwen2.5-Math-7B-16k-think`` is ``Qwen/Qwen2.5-Math-7B`` with two ``config.json`` edits
 (``rope_theta`` 10000 -> 40000, ``max_position_embeddings`` 4096 -> 16384; no RoPE scaling) and a
@@ -17,7 +17,7 @@ chat template that supplies the system prompt and ends with ``"Assistant: <think
 4. ``model_card.json`` is written last (base, edits before -> after, template, sha256 of
    ``config.json``, file list): its presence marks a complete folder.
 
-Deviation: the reference's exact template text is not in its snapshot (spec §3.2); ``luffy_think``
+Deviation: the reference's exact template text is not in its snapshot (method §3.2); ``luffy_think``
 is this project's reconstruction of the rendered form.
 """
 
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -36,6 +35,7 @@ import yaml
 from luffy.config import ConfigError
 from luffy.data.templates import CHAT_TEMPLATES, THINK_PREFIX, get_chat_template
 from luffy.model.load import ModelLoadError, _resolve
+from luffy.utils.files import atomic_write_json, atomic_write_text
 
 CARD_FILE = "model_card.json"
 SKIP_DIRS = {".cache", ".git"}  # snapshot_download's bookkeeping, VCS data
@@ -105,7 +105,7 @@ def resolve_model(
             if p.is_file() and p.name != CARD_FILE and not SKIP_DIRS & set(p.relative_to(out).parts)
         ),
     }
-    _write_json(out / CARD_FILE, card)
+    atomic_write_json(out / CARD_FILE, card)
     return card
 
 
@@ -117,7 +117,7 @@ def edit_config(path: Path, edits: dict[str, Any]) -> dict[str, dict[str, Any]]:
         parent, leaf = _locate(config, key, path)
         changes[key] = {"before": parent[leaf], "after": value}
         parent[leaf] = value
-    _write_json(path, config)
+    atomic_write_json(path, config)
     return changes
 
 
@@ -129,8 +129,8 @@ def install_chat_template(folder: Path, name: str) -> None:
         raise ModelLoadError(f"{folder}: no tokenizer_config.json to install the chat template {name!r} into")
     tc = _read_json(tc_path)
     tc["chat_template"] = template
-    _write_json(tc_path, tc)
-    _write_text(folder / "chat_template.jinja", template)
+    atomic_write_json(tc_path, tc)
+    atomic_write_text(folder / "chat_template.jinja", template)
 
     from transformers import AutoTokenizer
 
@@ -197,7 +197,7 @@ def _locate(config: dict[str, Any], key: str, path: Path) -> tuple[dict[str, Any
 
 
 def _check_loaded_config(folder: Path, edits: dict[str, Any]) -> None:
-    """Each edited value must be what ``AutoConfig`` reads back (spec §8: the edit must take effect)."""
+    """Each edited value must be what ``AutoConfig`` reads back (method §8: the edit must take effect)."""
     from transformers import AutoConfig
 
     try:
@@ -237,17 +237,6 @@ def _read_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ModelLoadError(f"{path}: expected a JSON object, got {type(data).__name__}")
     return data
-
-
-def _write_json(path: Path, data: Any) -> None:
-    _write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-
-
-def _write_text(path: Path, text: str) -> None:
-    """Write via a sibling temp file and rename, so a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _sha256_file(path: Path) -> str:

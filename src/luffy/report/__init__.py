@@ -1,19 +1,20 @@
-"""Tables and figures of the study, pure functions of the JSON/JSONL results (spec §6).
+"""Tables and figures of the study, pure functions of the JSON/JSONL results (method §6).
 
 * :mod:`luffy.report.results` -- read ``metrics.jsonl``, ``resolved_config.yaml``, ``suite.json``;
-  seed statistics (mean, standard error).
+  metric series over seeds (mean and standard error from :func:`luffy.utils.stats.mean_se`).
 * :mod:`luffy.report.tables`  -- paper Table 1 / Table 4 / γ-sweep layouts as Markdown, CSV, LaTeX.
 * :mod:`luffy.report.figures` -- training dynamics, ablation and γ figures, the shaping function.
 * :mod:`luffy.report.labels`  -- display names and the paper's published numbers.
 
-The command line is ``python -m luffy report table|figure`` (:mod:`luffy.cli_report`).
+The command line is ``python -m luffy report table|figure`` (:mod:`luffy.cli.report`).
 """
+
+from luffy.utils.stats import mean_se
 
 from .results import (
     ReportError,
     Series,
     Suite,
-    mean_se,
     metric_series,
     parse_pairs,
     read_metrics,

@@ -1,4 +1,4 @@
-"""Figures (PNG + PDF), pure functions of the runs' metrics and the evaluations (spec §6.6).
+"""Figures (PNG + PDF), pure functions of the runs' metrics and the evaluations (method §6.6).
 
 * ``entropy``          generation entropy vs step (paper Fig. 2 left, Fig. 5 right): ``entropy/all``,
                        the mean token entropy over all response tokens, trace tokens included.
@@ -9,7 +9,7 @@
 * ``ablations``        accuracy of the Table 4 variants per benchmark group, with seed error bars.
 * ``gamma_sweep``      accuracy vs γ of f(p) = p/(p+γ) (Fig. 9); γ from each run's config.
 * ``shaping``          f(p) and the gradient weight on the target token's logit,
-                       |∂ℓ/∂z_y| / |Â| = f′(p)·p·(1−p) (Fig. 2 middle/right, spec §1.4), computed with
+                       |∂ℓ/∂z_y| / |Â| = f′(p)·p·(1−p) (Fig. 2 middle/right, method §1.4), computed with
                        autograd through :data:`luffy.algos.SHAPINGS`, against the unshaped f(p) = p.
 
 Training curves are the mean over seeds (band: ± standard error when there are two or more seeds),
@@ -31,8 +31,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
+from luffy.utils.stats import mean_se
+
 from .labels import PAPER_GAMMA_MATH_AVG, color, experiment_label, group_label, paper_numbers
-from .results import ReportError, Series, Suite, mean_se, metric_series
+from .results import ReportError, Series, Suite, metric_series
 
 Runs = dict[str, list[list[dict[str, Any]]]]  # experiment -> one metrics list per seed
 

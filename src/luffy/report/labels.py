@@ -1,4 +1,4 @@
-"""Display names, colours and the paper's published numbers (spec §6.1 Table 1, §6.4 Table 4).
+"""Display names, colours and the paper's published numbers (method §6.1 Table 1, §6.4 Table 4).
 
 Experiment names are the workflow's (``config/experiments/<scale>/<name>.yaml``); benchmark and
 average keys are the evaluation suite's (``luffy.eval.benchmarks``). The published numbers are

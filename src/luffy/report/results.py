@@ -7,7 +7,8 @@ under ``benchmarks``, and group averages under ``averages`` whose ``over`` + ``m
 name the benchmarks of each group (paper suite: ``math_avg``, ``ood_avg``; tiny: ``id``, ``ood``).
 
 Seeds: the reports receive several runs/evaluations per experiment name (one per seed) and show
-the mean and the standard error of the mean over seeds (sample std with ddof=1, over √n).
+the mean and the standard error of the mean over seeds (sample std with ddof=1, over √n;
+:func:`luffy.utils.stats.mean_se`, also importable from here).
 
 Every problem is a :class:`ReportError` whose one-line message names the file, line or key.
 """
@@ -21,6 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from luffy.utils.jsonl import JsonlError, read_jsonl_lines
+from luffy.utils.stats import mean_se
 
 
 class ReportError(ValueError):
@@ -39,22 +43,6 @@ def parse_pairs(items: list[str], flag: str) -> dict[str, list[Path]]:
             raise ReportError(f"{flag} {item!r}: expected NAME=PATH")
         out.setdefault(name, []).append(Path(path))
     return out
-
-
-# ------------------------------------------------------------------------------------ statistics
-
-
-def mean_se(values: list[float]) -> tuple[float | None, float | None]:
-    """Mean and standard error over seeds; (None, None) for no values, SE None for one value."""
-    vals = [v for v in values if v is not None and math.isfinite(v)]
-    n = len(vals)
-    if n == 0:
-        return None, None
-    mean = sum(vals) / n
-    if n == 1:
-        return mean, None
-    var = sum((v - mean) ** 2 for v in vals) / (n - 1)
-    return mean, math.sqrt(var / n)
 
 
 # ------------------------------------------------------------------------------------ evaluations
@@ -127,15 +115,13 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         raise ReportError(f"{path}: file not found (is {run_dir} a finished run of luffy train?)")
+    try:
+        lines = read_jsonl_lines(path, torn_tail="error")
+    except JsonlError as e:
+        raise ReportError(str(e)) from None
     by_step: dict[int, dict[str, Any]] = {}
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ReportError(f"{path}: line {i}: not valid JSON ({e.msg})") from None
-        if not isinstance(rec, dict) or not isinstance(rec.get("step"), int) or isinstance(rec.get("step"), bool):
+    for i, rec in lines:
+        if not isinstance(rec.get("step"), int) or isinstance(rec.get("step"), bool):
             raise ReportError(f"{path}: line {i}: expected an object with an integer 'step'")
         by_step[rec["step"]] = rec
     return [by_step[s] for s in sorted(by_step)]
@@ -156,7 +142,7 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
 
 
 def config_value(cfg: dict[str, Any], dotted: str, source: str | Path) -> Any:
-    """``cfg["loss"]["gamma"]`` for ``"loss.gamma"``; a ReportError naming ``source`` if absent."""
+    """``cfg["loss"]["shaping"]`` for ``"loss.shaping"``; a ReportError naming ``source`` if absent."""
     node: Any = cfg
     for part in dotted.split("."):
         if not isinstance(node, dict) or part not in node:

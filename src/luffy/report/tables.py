@@ -1,4 +1,4 @@
-"""Tables in the paper's layout, as Markdown, CSV and LaTeX (paper Table 1 and Table 4; spec §6).
+"""Tables in the paper's layout, as Markdown, CSV and LaTeX (paper Table 1 and Table 4; method §6).
 
 Layout: one row per model, columns grouped as the evaluation suite groups its benchmarks -- at
 paper scale the six math benchmarks, their "Avg.", the three OOD benchmarks and their "Avg."
@@ -11,7 +11,7 @@ The best mean of each column is bold. Averages are the suite's own per-seed aver
 means over the group's benchmarks that have a result), then averaged over seeds.
 
 Kinds: ``table1`` (methods, base model first), ``table4`` (ablations) and ``gamma`` (one row per
-γ, read from each run's ``resolved_config.yaml`` at ``loss.gamma``, sorted by γ).
+γ, read from each run's ``resolved_config.yaml`` at ``loss.shaping.gamma``, sorted by γ).
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import csv
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from luffy.utils.stats import mean_se
 
 from .labels import (
     PAPER_GAMMA_MATH_AVG,
@@ -30,7 +32,7 @@ from .labels import (
     paper_numbers,
 )
 from .labels import TABLE_KINDS as KINDS
-from .results import ReportError, Suite, mean_se
+from .results import ReportError, Suite
 
 TITLES = {
     "table1": "Table 1 -- accuracy (%) of the base model and each method",

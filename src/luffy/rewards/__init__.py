@@ -1,4 +1,4 @@
-"""Rewards for LUFFY training (spec §4): math-verify accuracy, graded in a deadline-enforcing process pool."""
+"""Rewards for LUFFY training (method §4): math-verify accuracy, graded in a deadline-enforcing process pool."""
 
 from luffy.rewards.math_verify_reward import (
     RewardResult,

@@ -1,12 +1,16 @@
-"""The LUFFY training reward: math-verify accuracy on the text after ``</think>`` (spec §4, version 3).
+"""The LUFFY training reward: math-verify accuracy on the text after ``</think>`` (method §4, version 3).
 
-Procedure (spec §4, steps 2-8), for ``response`` = the decoded text after the generation prompt:
+Procedure (method §4, steps 2-8), for ``response`` = the decoded text after the generation prompt:
 
 1. ``s = "<think>\\n" + response``; if ``"</think>"`` is not in ``s`` the reward is 0.
 2. ``solution = s.split("</think>")[1]`` (the text between the first and second ``</think>``).
 3. ``pred = parse(solution)``, ``gold = parse("$" + ground_truth + "$")`` with math-verify's default
    extraction, and ``verify(gold, pred)`` with the gold FIRST.
 4. 1.0 if verified else 0.0. Any exception gives 0.0. No format or length terms.
+
+Steps 1-4 without a time limit are :func:`luffy.rewards.scoring.score_or_raise` (re-exported here, with
+:func:`~luffy.rewards.scoring.solution_segment` and :func:`~luffy.rewards.scoring.check_text_pairs`);
+this module bounds the time and turns failures into 0.
 
 Deliberate deviations from the reference (which calls math-verify with its own SIGALRM timeouts,
 sequentially in the driver's main thread):
@@ -17,60 +21,40 @@ sequentially in the driver's main thread):
   overruns (a SIGALRM cannot stop a long big-integer computation), so grading never hangs.
 * The single form called outside the main thread grades through the shared pool instead of failing (in a
   thread, math-verify's timeouts raise ``ValueError``, which it turns into a silent 0).
-* Version pin: the paper used math-verify 0.6.0; this project uses 0.9.0 (spec §4 table rows still hold).
+* Version pin: the paper used math-verify 0.6.0; this project uses 0.9.0 (method §4 table rows still hold).
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from luffy.rewards.pool import GradingPool, Status, call_with_deadline, shared_pool
+from luffy.rewards.scoring import (
+    DEFAULT_TIMEOUT_S,
+    THINK_CLOSE,
+    THINK_OPEN,
+    check_text_pairs,
+    score_or_raise,
+    solution_segment,
+)
 
-THINK_OPEN = "<think>\n"
-THINK_CLOSE = "</think>"
-DEFAULT_TIMEOUT_S = 5.0
-
-
-class _DropTimeoutDisabledWarning(logging.Filter):
-    """math-verify warns once that its own timeouts are off; here the deadline is enforced outside it."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Timeout is disabled")
-
-
-for _name in ("math_verify.parser", "math_verify.grader"):
-    logging.getLogger(_name).addFilter(_DropTimeoutDisabledWarning())
-
-
-def solution_segment(response: str) -> str | None:
-    """The text between the first and second ``</think>`` of ``"<think>\\n" + response``; None if no
-    ``</think>`` (spec §4 steps 2-4)."""
-    s = THINK_OPEN + response
-    if THINK_CLOSE not in s:
-        return None
-    return s.split(THINK_CLOSE)[1]
-
-
-def score_or_raise(response: str, ground_truth: str) -> float:
-    """Spec §4 reward without any timeout or exception handling (exceptions propagate).
-
-    math-verify is called with its timeouts disabled: the caller bounds the time (see module docstring).
-    """
-    from math_verify import parse, verify  # imported lazily: ~0.3 s, not needed by importers of the API
-
-    solution = solution_segment(response)
-    if solution is None:
-        return 0.0
-    pred = parse(solution, parsing_timeout=None)
-    gold = parse("$" + ground_truth + "$", parsing_timeout=None)
-    return 1.0 if verify(gold, pred, timeout_seconds=None) else 0.0
+__all__ = [
+    "DEFAULT_TIMEOUT_S",
+    "THINK_CLOSE",
+    "THINK_OPEN",
+    "RewardResult",
+    "batch_math_verify_reward",
+    "check_text_pairs",
+    "math_verify_reward",
+    "score_or_raise",
+    "solution_segment",
+]
 
 
 def math_verify_reward(response: str, ground_truth: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> float:
-    """Reward (1.0 / 0.0) of one decoded response against ``ground_truth`` (spec §4).
+    """Reward (1.0 / 0.0) of one decoded response against ``ground_truth`` (method §4).
 
     In the main thread, grades inline under a SIGALRM deadline of ``timeout_s`` (which cannot stop a
     single long C computation; use :func:`batch_math_verify_reward` for untrusted model output at scale).
@@ -114,7 +98,7 @@ def batch_math_verify_reward(
     num_workers: int | None = None,
     pool: GradingPool | None = None,
 ) -> RewardResult:
-    """Spec §4 rewards of ``responses[i]`` against ``ground_truths[i]``, graded in worker processes.
+    """Method §4 rewards of ``responses[i]`` against ``ground_truths[i]``, graded in worker processes.
 
     Each answer gets ``timeout_s`` seconds (plus the pool's kill grace); an overrunning worker is killed
     and replaced, and that answer scores 0 with status ``"timeout"``. A crashed grader scores 0 with status
@@ -134,14 +118,3 @@ def batch_math_verify_reward(
         details=[o.detail for o in outcomes],
     )
 
-
-def check_text_pairs(responses: Sequence[str], ground_truths: Sequence[str]) -> None:
-    """ValueError unless both are equally long sequences of str (names the offending index)."""
-    if len(responses) != len(ground_truths):
-        raise ValueError(
-            f"responses and ground_truths must have the same length, got {len(responses)} and {len(ground_truths)}"
-        )
-    for name, seq in (("responses", responses), ("ground_truths", ground_truths)):
-        for i, x in enumerate(seq):
-            if not isinstance(x, str):
-                raise ValueError(f"{name}[{i}] must be a str, got {type(x).__name__}")

@@ -1,4 +1,4 @@
-"""Process pool for answer grading with a hard per-answer deadline (spec §4, §5.2).
+"""Process pool for answer grading with a hard per-answer deadline (method §4, §5.2).
 
 Why a pool: math-verify bounds its own work with ``signal.alarm``, which only works in a process's main
 thread (in any other thread its timeouts raise ``ValueError``, and with ``raise_on_error=False`` that turns
@@ -6,7 +6,7 @@ into a silent reward of 0). And a SIGALRM handler only runs between Python bytec
 C code that does not poll for signals cannot be stopped by it. (Every pathological answer tried here, e.g.
 ``\\boxed{2^{2^{2^{2^{2^{30}}}}}}``, which runs for over 5 minutes unbounded, was stopped by the in-worker
 deadline within 0.4 s; the parent-side kill is the backstop.) The reference implementation grades
-sequentially in the driver's main thread (spec §4); this module grades in worker processes instead.
+sequentially in the driver's main thread (method §4); this module grades in worker processes instead.
 
 Design:
 
@@ -44,6 +44,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any, Literal, Self
+
+from luffy.rewards.scoring import DEFAULT_TIMEOUT_S, score_or_raise
 
 logger = logging.getLogger(__name__)
 
@@ -160,11 +162,12 @@ def _limit_address_space(headroom_mb: int) -> None:
 
 
 def _warm_up() -> None:
-    """Import math-verify and run one tiny comparison (the first call builds regexes, ~50 ms)."""
-    try:
-        from luffy.rewards.math_verify_reward import math_verify_reward
+    """Import math-verify and run one tiny comparison (the first call builds regexes, ~50 ms).
 
-        math_verify_reward("</think>\\boxed{1}", "1")
+    The same call the training reward makes in a main thread: the method §4 score under a deadline.
+    """
+    try:
+        call_with_deadline(score_or_raise, ("</think>\\boxed{1}", "1"), DEFAULT_TIMEOUT_S)
     except Exception:  # warm-up is an optimisation only
         logger.debug("grading worker warm-up failed", exc_info=True)
 

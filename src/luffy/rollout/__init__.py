@@ -1,4 +1,4 @@
-"""Rollout engines (spec §1.0 step 2, §1.1): sample n responses per token-id prompt.
+"""Rollout engines (method §1.0 step 2, §1.1): sample n responses per token-id prompt.
 
 ``make_engine("hf" | "vllm", model=..., model_path=..., tokenizer=..., **opts)`` builds one;
 see :mod:`luffy.rollout.base` for the contract. The vLLM engine is imported only when asked for.

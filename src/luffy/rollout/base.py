@@ -1,15 +1,15 @@
-"""The rollout-engine contract (spec §1.0 step 2, §1.1): token-id prompts in, sampled responses out.
+"""The rollout-engine contract (method §1.0 step 2, §1.1): token-id prompts in, sampled responses out.
 
 An engine samples ``n`` responses for each prompt. Prompts are token-id lists, not text, so that
-the partial-prefix mechanism of spec §1.1 (vLLM prompt = prompt ⊕ trace prefix) is a plain
+the partial-prefix mechanism of method §1.1 (vLLM prompt = prompt ⊕ trace prefix) is a plain
 concatenation of ids. A response holds the generated ids *including* the EOS token when the
 sequence stopped at EOS and nothing after it, which is the span the reference's ``get_eos_mask``
-keeps (spec §1.1: "1 up to and including the first EOS id").
+keeps (method §1.1: "1 up to and including the first EOS id").
 
 ``sync_weights(model)`` pushes the trainer's current parameters into the engine in memory (no
-checkpoint round trip); the trainer calls it before every rollout (spec §1.0: rollouts come from
+checkpoint round trip); the trainer calls it before every rollout (method §1.0: rollouts come from
 the current policy). Log-probs are never taken from the engine: the trainer recomputes them
-(spec §1.0 step 6).
+(method §1.0 step 6).
 
 Engines are built by name with :func:`make_engine` (``"hf"``, ``"vllm"``).
 """
@@ -39,7 +39,7 @@ class EngineUnavailableError(ImportError):
 
 
 class SamplingConfig(BaseModel):
-    """How responses are sampled (spec §1.1 "Training sampling": T=1.0, top_p=1, no top-k).
+    """How responses are sampled (method §1.1 "Training sampling": T=1.0, top_p=1, no top-k).
 
     ``temperature == 0`` means greedy decoding. ``seed`` makes a call reproducible; with
     ``seed=None`` the engine draws from its own (global) random state.

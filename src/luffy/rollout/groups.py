@@ -1,4 +1,4 @@
-"""Mixed on/off-policy groups (spec §1.1): per prompt, ``n_off`` trace members + ``n_on`` rollouts.
+"""Mixed on/off-policy groups (method §1.1): per prompt, ``n_off`` trace members + ``n_on`` rollouts.
 
 Off-policy traces are first-class group members: their tokens come from the data, never from a
 fake generation. With ``prefix_ratio`` ρ < 1 (partial-prefix guidance, not used in the paper), an
@@ -9,7 +9,7 @@ Trace tokenization follows the reference: when the rendered prompt ends with ``"
 the trace starts with it, those characters are dropped; the trace is tokenized without special
 tokens and one EOS is appended. Deviation: a trace longer than the response limit is truncated to
 ``max_response_tokens − 1`` tokens *before* the EOS is appended, so it keeps its EOS (the
-reference truncates first and can lose it, spec §8); truncations are counted.
+reference truncates first and can lose it, method §8); truncations are counted.
 
 Members are ordered per group: off-policy members first (copy index 0 in the reference), then
 the on-policy rollouts.

@@ -1,4 +1,4 @@
-"""Rollouts with Hugging Face ``model.generate`` on the trainer's own model (spec §1.1).
+"""Rollouts with Hugging Face ``model.generate`` on the trainer's own model (method §1.1).
 
 The engine wraps the trainer's model object, so it always samples from the current weights and
 ``sync_weights`` is a no-op for that object (another module's weights are copied in place).
@@ -106,7 +106,7 @@ class HFEngine(RolloutEngine):
 
     def _config(self, sampling: SamplingConfig) -> GenerationConfig:
         knobs: dict[str, Any] = {"do_sample": False}
-        if not sampling.greedy:  # top_k=0: transformers defaults to 50; vLLM and spec §1.1 use none
+        if not sampling.greedy:  # top_k=0: transformers defaults to 50; vLLM and method §1.1 use none
             knobs = {
                 "do_sample": True,
                 "temperature": sampling.temperature,

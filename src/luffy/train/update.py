@@ -1,10 +1,10 @@
 """The update of one training step, shared by the single-process trainer and the distributed workers.
 
-Spec §1.0 steps 6 and 10 (paper §3, Eq. 6): old log-probs are recomputed by the trainer model, then
+Method §1.0 steps 6 and 10 (paper §3, Eq. 6): old log-probs are recomputed by the trainer model, then
 for every mini-batch: micro-batch loss + backward, grad-norm clip, AdamW step, LR-schedule step.
 
 One code path, two callers. :class:`luffy.train.Trainer` calls these functions on its own model as
-rank 0 of a world of 1; every :mod:`luffy.dist` worker calls the same functions on its FSDP2-sharded
+rank 0 of a world of 1; every :mod:`luffy.train.distributed` worker calls the same functions on its FSDP2-sharded
 model with its rank. The driver builds a *plan* -- the list of mini-batches of a step, each a list
 of :class:`Micro` -- and every rank receives the whole plan:
 
@@ -18,10 +18,10 @@ of :class:`Micro` -- and every rank receives the whole plan:
 * "any micro-batch non-finite" is agreed on by all ranks (``any_bad``), and the grad-norm is the
   global one (FSDP2's DTensor norm), so every rank takes or skips the same optimizer steps.
 
-Deliberate deviations (see also :mod:`luffy.train.trainer`):
+Deliberate deviations (see also :mod:`luffy.train.loop`):
 
 * The unit of data parallelism is the micro-batch, not an equal share of sequences per rank as in
-  the reference (spec §1.0 step 9, 10). That keeps every micro-batch tensor identical to the
+  the reference (method §1.0 step 9, 10). That keeps every micro-batch tensor identical to the
   single-process run, so the two agree to float rounding; choose ``train.micro_batch_seqs`` so that a
   mini-batch splits into a multiple of W micro-batches, or padding passes waste compute.
 * With W > 1, a micro-batch whose loss is not finite is still back-propagated (the other ranks are
@@ -124,18 +124,6 @@ class UpdateResult:
 # ------------------------------------------------------------------------------------------------
 
 
-def build_optimizer(model: torch.nn.Module, cfg: Any, opt_steps_total: int):
-    """AdamW over the trainable parameters and the LambdaLR schedule (spec §1.6; warmup in optimizer steps)."""
-    from .trainer import lr_lambda
-
-    c = cfg.optim
-    params = [p for p in model.parameters() if p.requires_grad]
-    optim = torch.optim.AdamW(params, lr=c.lr, betas=c.betas, weight_decay=c.weight_decay)
-    warm = round(c.warmup_ratio * opt_steps_total)
-    sched = torch.optim.lr_scheduler.LambdaLR(optim, lr_lambda(c.schedule, warm, opt_steps_total))
-    return optim, sched
-
-
 def _mine(n: int, rank: int, world: int) -> tuple[list[int], int]:
     """(indices rank runs, passes every rank makes) for n items dealt round-robin over world ranks."""
     return list(range(rank, n, world)), -(-n // world)
@@ -143,7 +131,7 @@ def _mine(n: int, rank: int, world: int) -> tuple[list[int], int]:
 
 def old_logprobs(model: torch.nn.Module, batches: list[MicroBatch], temperature: float, *,
                  rank: int = 0, world: int = 1) -> dict[int, torch.Tensor]:
-    """{j: logp float[m_j, R_j]} of this rank's batches under ``model`` (eval mode, no grad; spec §1.0 step 6)."""
+    """{j: logp float[m_j, R_j]} of this rank's batches under ``model`` (eval mode, no grad; method §1.0 step 6)."""
     mine, passes = _mine(len(batches), rank, world)
     out: dict[int, torch.Tensor] = {}
     was_training = model.training
@@ -161,7 +149,7 @@ def old_logprobs(model: torch.nn.Module, batches: list[MicroBatch], temperature:
 
 def micro_loss(model: torch.nn.Module, mu: Micro, spec: UpdateSpec) -> tuple[torch.Tensor, dict[str, float]]:
     """(loss scalar with grad, stats) of one micro-batch: RL = pg − entropy_coef·H̄ [+ sft_coef·SFT]
-    (paper Eq. 6, spec §1.3), SFT = token-mean NLL. Stats hold floats: the loss metrics and, per
+    (paper Eq. 6, method §1.3), SFT = token-mean NLL. Stats hold floats: the loss metrics and, per
     entropy key, ``ent_sum/<k>`` and ``ent_n/<k>`` (sum of token entropies and token count)."""
     mb = mu.batch
     logp, ent = token_logprobs(model, mb, temperature=spec.temperature)

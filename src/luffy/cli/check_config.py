@@ -1,0 +1,28 @@
+"""``python -m luffy check-config``: the workflow config checks that need code (:mod:`luffy.workflow_config`).
+
+The workflow runs it once before building its DAG (``check-config -``, the effective config on
+stdin). By hand: ``luffy check-config config/config.yaml config/smoke.yaml`` (files merged in
+order, as Snakemake merges ``--configfile``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def cmd_check_config(a: argparse.Namespace) -> int:
+    from ..workflow_config import check_workflow_config, read_workflow_config
+
+    print(check_workflow_config(read_workflow_config(a.configs, stdin=sys.stdin), a.root))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``check-config`` to the parser."""
+    m = sub.add_parser("check-config", help="check a workflow config (experiments, their files, the base model)")
+    m.add_argument("configs", nargs="*", default=["config/config.yaml"], metavar="CONFIG",
+                   help="workflow config files, merged in order (default: config/config.yaml); "
+                   "- reads one from stdin")
+    m.add_argument("--root", default=".", help="the repository root: relative paths start there")
+    m.set_defaults(fn=cmd_check_config)

@@ -1,0 +1,127 @@
+"""Data order, per-step seeds and the micro-batch plan of a step.
+
+* :class:`Sampler` -- seeded epoch permutations of the training rows with a resumable position
+  (drop_last, like the reference);
+* :func:`step_seed`, :func:`rng_state` / :func:`set_rng_state` -- what makes a resumed run
+  bitwise-identical to an uninterrupted one;
+* :func:`layout_step`, :func:`old_logp_batches`, :func:`build_plan` -- how a step's group members
+  become mini-batches of :class:`~luffy.train.update.Micro` micro-batches for
+  :func:`luffy.train.update.run_update`.
+
+π_old (method §1.0 step 6) is the policy before the step's first optimizer step. With
+``ppo_epochs = 1`` that is exactly the policy of the first mini-batch's update forward, so those
+sequences skip the separate old-log-prob pass (their ``old_logp`` is None: the update uses its own
+log-probs, detached). With one mini-batch per step there is no pass at all.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..rollout.groups import Member
+from .errors import TrainingError
+from .tensors import MicroBatch, collate
+from .update import Micro
+
+
+class Sampler:
+    """Seeded epoch permutations with a resumable position (drop_last, like the reference)."""
+
+    def __init__(self, n: int, batch: int, seed: int) -> None:
+        if n < batch:
+            raise TrainingError(f"training data has {n} usable rows, fewer than one batch of {batch}")
+        self.n, self.batch, self.seed = n, batch, seed
+        self.epoch, self.pos = 0, 0
+
+    def _perm(self) -> list[int]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return torch.randperm(self.n, generator=g).tolist()
+
+    def next(self) -> list[int]:
+        if self.pos + self.batch > self.n:
+            self.epoch, self.pos = self.epoch + 1, 0
+        idx = self._perm()[self.pos: self.pos + self.batch]
+        self.pos += self.batch
+        return idx
+
+    def state(self) -> dict:
+        return {"epoch": self.epoch, "pos": self.pos}
+
+    def load(self, s: dict) -> None:
+        self.epoch, self.pos = int(s["epoch"]), int(s["pos"])
+
+
+def step_seed(seed: int, step: int) -> int:
+    """The torch seed and sampling seed of ``step`` (independent of where a run was resumed)."""
+    return (seed * 1_000_003 + step * 7919) % (2**31 - 1)
+
+
+def rng_state() -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def set_rng_state(s: dict) -> None:
+    random.setstate(s["python"])
+    np.random.set_state(s["numpy"])
+    torch.set_rng_state(s["torch"])
+
+
+def chunks(items: list, size: int) -> list[list]:
+    return [items[i: i + size] for i in range(0, len(items), size)]
+
+
+def collate_members(members: list[Member], pad_id: int) -> MicroBatch:
+    return collate([m.prompt_ids for m in members], [m.response_ids for m in members],
+                   [m.off_mask for m in members], pad_id)
+
+
+@dataclass
+class StepLayout:
+    """Which members go together: ``minis`` = prompt indices per mini-batch, ``members_of[g]`` = member
+    indices of prompt g, ``reuse`` = members whose π_old is the update's own forward (no old-log-prob pass)."""
+
+    minis: list[list[int]]
+    members_of: dict[int, list[int]]
+    reuse: set[int]
+
+
+def layout_step(members: list[Member], n_prompts: int, mini_batch_prompts: int, ppo_epochs: int,
+                recompute_all: bool = False) -> StepLayout:
+    minis = chunks(list(range(n_prompts)), mini_batch_prompts)
+    members_of = {g: [i for i, m in enumerate(members) if m.group == g] for g in range(n_prompts)}
+    reuse = ({i for g in minis[0] for i in members_of[g]} if ppo_epochs == 1 and not recompute_all else set())
+    return StepLayout(minis, members_of, reuse)
+
+
+def old_logp_batches(layout: StepLayout, n_members: int, micro_batch_seqs: int) -> list[list[int]]:
+    """Member indices of each old-log-prob micro-batch (every member not in ``layout.reuse``)."""
+    return chunks([i for i in range(n_members) if i not in layout.reuse], micro_batch_seqs)
+
+
+def build_plan(layout: StepLayout, members: list[Member], adv: torch.Tensor, old: dict[int, torch.Tensor],
+               micro_batch_seqs: int, collate_fn: Callable[[list[Member]], MicroBatch]) -> list[list[Micro]]:
+    """One list of micro-batches per mini-batch; ``old[i]`` = π_old log-probs float[R_i] of member i,
+    ``adv`` float[n_members], ``collate_fn`` = :func:`collate_members` with the pad id bound.
+
+    Each micro-batch's weight is its share of the mini-batch's sequences (m / Σm).
+    """
+    plan: list[list[Micro]] = []
+    for mini in layout.minis:
+        seq_idx = [i for g in mini for i in layout.members_of[g]]
+        micros = []
+        for idx in chunks(seq_idx, micro_batch_seqs):
+            mb = collate_fn([members[i] for i in idx])
+            old_lp = None                                                     # π_old = current policy
+            if not layout.reuse.issuperset(idx):
+                old_lp = torch.zeros(mb.resp_mask.shape, dtype=torch.float32)  # [m, R]
+                for j, i in enumerate(idx):
+                    old_lp[j, : old[i].shape[0]] = old[i]
+            micros.append(Micro(mb, len(idx) / len(seq_idx), old_lp, adv[idx],
+                                torch.tensor([members[i].is_off for i in idx])))
+        plan.append(micros)
+    return plan

@@ -1,0 +1,195 @@
+"""One training worker: a data-parallel rank holding an FSDP2 shard of the model (runs as a Ray actor).
+
+The worker owns nothing but the sharded model, its AdamW state and LR schedule. It never samples,
+grades or decides anything: the driver sends a plan and the worker runs the shared update code
+(:mod:`luffy.train.update`) on its shard with its rank.
+
+Set-up (:meth:`TrainWorker.setup`): the model is loaded from ``model.path`` exactly as the
+single-process trainer loads it, gradient checkpointing is switched on if asked, then every
+decoder layer (the model's ``_no_split_modules`` classes) and the root are wrapped with
+``fully_shard``. Gradients are *summed* across ranks (``set_gradient_divide_factor(1)`` with
+sum-only collectives): the micro-batch weights already average over the mini-batch.
+
+Precision: on CPU the parameters keep ``model.dtype`` (as in one process). On CUDA with
+``model.dtype`` auto/bfloat16 the parameters are fp32 master weights and FSDP2 computes in bf16
+(``MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=fp32)``, method §8: fp32 masters, bf16
+compute) -- a deliberate difference from one process, which stores bf16 weights.
+
+Checkpoints (:meth:`save` / :meth:`load`): model and optimizer state go through
+``torch.distributed.checkpoint`` into ``<folder>/shards`` (each rank writes its own shard files,
+rank 0 the metadata; a multi-node run needs ``--out`` on a shared file system); rank 0 writes the
+scheduler's ``sched.pt``. The driver wraps this in the atomic checkpoint protocol
+(:meth:`luffy.train.run_files.CheckpointManager.save_with`).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def _fsync_tree(folder: Path) -> None:
+    from ...utils.files import fsync_dir
+
+    for root, _, files in os.walk(folder):
+        for f in files:
+            fd = os.open(os.path.join(root, f), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(Path(root))
+
+
+class TrainWorker:
+    """Rank ``rank`` of ``world`` on ``device`` ("cpu" or "cuda"); ``threads``: torch CPU threads."""
+
+    def __init__(self, rank: int, world: int, device: str, threads: int) -> None:
+        self.rank, self.world, self.device_type = rank, world, device
+        torch.set_num_threads(max(1, threads))
+        self.device = torch.device("cuda", 0) if device == "cuda" else torch.device("cpu")
+        if device == "cuda":
+            torch.cuda.set_device(self.device)  # Ray exposes this actor's GPU as device 0
+        self.model = self.optim = self.sched = None
+
+    # ----------------------------------------------------------------------------- identity / wiring
+    def info(self) -> dict[str, Any]:
+        """Where this worker runs (used to name it in errors)."""
+        import ray
+
+        return {"rank": self.rank, "pid": os.getpid(), "host": socket.gethostname(),
+                "node_ip": ray.util.get_node_ip_address()}
+
+    def rendezvous(self) -> tuple[str, int]:
+        """Rank 0: an address and a free port for the process group's TCP store."""
+        import ray
+
+        with socket.socket() as s:
+            s.bind(("", 0))
+            port = s.getsockname()[1]
+        return ray.util.get_node_ip_address(), port
+
+    def init_process_group(self, addr: str, port: int, timeout_s: float) -> float:
+        """Join the ``torch.distributed`` group (NCCL on CUDA, gloo on CPU); returns the seconds it took."""
+        import torch.distributed as dist
+
+        t0 = time.perf_counter()
+        backend = "nccl" if self.device_type == "cuda" else "gloo"
+        dist.init_process_group(backend, init_method=f"tcp://{addr}:{port}", rank=self.rank,
+                                world_size=self.world, timeout=timedelta(seconds=timeout_s))
+        return time.perf_counter() - t0
+
+    # ----------------------------------------------------------------------------- model
+    def setup(self, cfg: Any, opt_steps_total: int) -> dict[str, Any]:
+        """Load, shard and build the optimizer; returns {"seconds", "params", "local_params"}."""
+        from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
+
+        from ...model.load import load_model
+        from ..optim import build_optimizer
+
+        t0 = time.perf_counter()
+        torch.manual_seed(cfg.train.seed)
+        c = cfg.model
+        mixed = self.device_type == "cuda" and c.dtype in ("auto", "bfloat16")
+        model, _ = load_model(c.path, dtype="float32" if mixed else c.dtype)
+        if c.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.to(self.device)
+        kw: dict[str, Any] = {}
+        if mixed:
+            kw["mp_policy"] = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+        layer_types = set(getattr(model, "_no_split_modules", None) or [])
+        for mod in list(model.modules()):
+            if type(mod).__name__ in layer_types:
+                fully_shard(mod, **kw)
+        fully_shard(model, **kw)
+        for mod in model.modules():
+            if isinstance(mod, FSDPModule):
+                mod.set_gradient_divide_factor(1.0)
+                mod.set_force_sum_reduction_for_comms(True)
+        model.train()
+        self.model = model
+        self.optim, self.sched = build_optimizer(model, cfg, opt_steps_total)
+        n = sum(p.numel() for p in model.parameters())
+        local = sum(p.to_local().numel() if hasattr(p, "to_local") else p.numel() for p in model.parameters())
+        return {"seconds": time.perf_counter() - t0, "params": n, "local_params": local}
+
+    def old_logprobs(self, batches: list, temperature: float) -> dict[int, torch.Tensor]:
+        from ..update import old_logprobs
+
+        batches = [_batch_to(b, self.device) for b in batches]
+        out = old_logprobs(self.model, batches, temperature, rank=self.rank, world=self.world)
+        return {j: lp.cpu() for j, lp in out.items()}
+
+    def update(self, plan: list, spec: Any) -> Any:
+        from ..update import run_update
+
+        plan = [[mu.to(self.device) for mu in micros] for micros in plan]
+        return run_update(self.model, self.optim, self.sched, plan, spec, rank=self.rank, world=self.world,
+                          any_bad=self._any_bad)
+
+    def _any_bad(self, flag: bool) -> bool:
+        import torch.distributed as dist
+
+        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item() > 0)
+
+    def full_state_dict(self) -> dict[str, torch.Tensor] | None:
+        """Collective: every rank gathers; rank 0 returns the full CPU state dict, the others None."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        sd = get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        return sd if self.rank == 0 else None
+
+    # ----------------------------------------------------------------------------- checkpoints
+    def save(self, folder: str) -> None:
+        import torch.distributed as dist
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import get_state_dict
+
+        from ..run_files import _save
+
+        msd, osd = get_state_dict(self.model, self.optim)
+        dcp.save({"model": msd, "optim": osd}, checkpoint_id=str(Path(folder) / "shards"))
+        if self.rank == 0:
+            _save(self.sched.state_dict(), Path(folder) / "sched.pt")
+        dist.barrier()
+        if self.rank == 0:
+            _fsync_tree(Path(folder))
+
+    def load(self, folder: str) -> None:
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+        msd, osd = get_state_dict(self.model, self.optim)
+        sd = {"model": msd, "optim": osd}
+        dcp.load(sd, checkpoint_id=str(Path(folder) / "shards"))
+        set_state_dict(self.model, self.optim, model_state_dict=sd["model"], optim_state_dict=sd["optim"])
+        self.sched.load_state_dict(torch.load(Path(folder) / "sched.pt", map_location="cpu", weights_only=True))
+
+    # ----------------------------------------------------------------------------- misc
+    def execute(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` in this worker's process (diagnostics and tests)."""
+        return fn(*args, **kwargs)
+
+    def shutdown(self) -> None:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _batch_to(b: Any, device: torch.device) -> Any:
+    from ..tensors import MicroBatch
+
+    if device.type == "cpu":
+        return b
+    return MicroBatch(b.input_ids.to(device), b.attn.to(device), b.position.to(device), b.resp_mask.to(device),
+                      b.off_mask.to(device), b.prompt_width)

@@ -1,0 +1,34 @@
+"""The per-step metrics of an RL step (rewards, groups, advantages, lengths); the update's own metrics
+(losses, entropies, grad-norm) are :func:`luffy.train.update.summarize`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..rollout.groups import Member
+
+
+def rl_step_metrics(members: list[Member], n_prompts: int, rewards: torch.Tensor, gids: torch.Tensor,
+                    is_off: torch.Tensor, adv: torch.Tensor, truncated_traces: int, n_timeouts: int,
+                    n_errors: int) -> dict[str, Any]:
+    """Metrics of one step's N members: ``rewards``/``adv`` float[N], ``gids`` int[N], ``is_off`` bool[N]."""
+    on = ~is_off
+    grp_r = [rewards[gids == g] for g in range(n_prompts)]
+    resp_len = torch.tensor([len(m.response_ids) for m in members], dtype=torch.float32)
+    nan = float("nan")
+    return {
+        "reward/mean": float(rewards.mean()),
+        "reward/on": float(rewards[on].mean()) if on.any() else nan,
+        "reward/off": float(rewards[is_off].mean()) if is_off.any() else nan,
+        "groups/solve_all": sum(int(r.min() == 1) for r in grp_r),
+        "groups/solve_none": sum(int(r.max() == 0) for r in grp_r),
+        "adv/mean": float(adv.mean()), "adv/max": float(adv.max()), "adv/min": float(adv.min()),
+        "length/on": float(resp_len[on].mean()) if on.any() else nan,
+        "length/off": float(resp_len[is_off].mean()) if is_off.any() else nan,
+        "length/clip_ratio": float(np.mean([m.finish_reason == "length" for m in members])),
+        "reward/timeouts": n_timeouts, "reward/errors": n_errors,
+        "data/truncated_traces": truncated_traces,
+    }

@@ -1,0 +1,136 @@
+"""Checks of the Snakemake workflow config that its JSON schema cannot express.
+
+The workflow (``Snakefile``) validates its config against ``workflow/schemas/config.schema.yaml``
+(keys, types, enums, and the combinations of scale, base model and resources), then runs
+``python -m luffy check-config -`` once, before the DAG is built, for what needs code:
+
+* every experiment named in ``groups`` / ``figures`` and by ``init_from`` exists, and the
+  ``init_from`` chains end;
+* every experiment has ``config/experiments/<scale>/<name>.yaml``, and that file (with its
+  ``inherit:`` chain, ``train_overrides`` and the experiment's ``set``) is a valid run config;
+* the files and folders the config names exist (a local base model, ``eval.config``), the
+  ``task`` section is a valid task config and the chat template is known.
+
+The config is assumed to have passed the schema. The first problem raises :class:`ConfigError`
+with one line naming the key or the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+from pydantic import ValidationError
+
+from .config import ConfigError, format_validation_error, load_run_config
+from .data.synthetic import TaskConfig
+from .data.templates import CHAT_TEMPLATES
+from .utils.yamlfile import deep_merge, load_mapping, read_yaml
+
+__all__ = ["check_workflow_config", "read_workflow_config"]
+
+
+def read_workflow_config(paths: list[str], stdin: TextIO | None = None) -> dict[str, Any]:
+    """The config files merged in order as Snakemake merges ``--configfile`` files (mappings key by
+    key, everything else replaced); ``-`` reads one YAML mapping from ``stdin``."""
+    config: dict[str, Any] = {}
+    for path in paths:
+        if path == "-":
+            try:
+                over = yaml.safe_load(stdin.read() if stdin else "") or {}
+            except yaml.YAMLError as e:
+                raise ConfigError(f"<stdin>: not valid YAML: {str(e).splitlines()[0]}") from None
+            if not isinstance(over, dict):
+                raise ConfigError(f"<stdin>: expected a mapping, got {type(over).__name__}")
+        else:
+            over = load_mapping(path)
+        config = deep_merge(config, over)
+    return config
+
+
+def check_workflow_config(config: dict[str, Any], root: str | Path = ".") -> str:
+    """Raise :class:`ConfigError` on the first problem; return a one-line summary otherwise.
+
+    Relative paths in the config (and the experiment files) are resolved against ``root``, the
+    folder Snakemake runs in (the repository root).
+    """
+    root = Path(root)
+    experiments = {name: spec or {} for name, spec in (config.get("experiments") or {}).items()}
+    _check_names(config, experiments)
+    _check_init_from(experiments)
+    _check_experiment_files(config, experiments, root)
+    _check_base_model(config, root)
+    _check_other_sections(config, root)
+    return (f"config ok: scale {config.get('scale')}, {len(experiments)} experiments x "
+            f"{len(config.get('seeds') or [])} seed(s)")
+
+
+def _check_names(config: dict[str, Any], experiments: dict[str, dict]) -> None:
+    known = sorted(experiments)
+    for section in ("groups", "figures"):
+        for key, names in (config.get(section) or {}).items():
+            for name in names or []:
+                if name not in experiments:
+                    raise ConfigError(f"{section}.{key}: unknown experiment '{name}' (known: {known})")
+    for name, spec in experiments.items():
+        parent = spec.get("init_from")
+        if parent is not None and parent not in experiments:
+            raise ConfigError(f"experiments.{name}.init_from: unknown experiment '{parent}' (known: {known})")
+
+
+def _check_init_from(experiments: dict[str, dict]) -> None:
+    """Every ``init_from`` chain ends (a run cannot start from its own final model)."""
+    for name in experiments:
+        seen: list[str] = []
+        cur: str | None = name
+        while cur is not None:
+            if cur in seen:
+                raise ConfigError(f"experiments.{name}.init_from: cycle {' -> '.join([*seen, cur])}")
+            seen.append(cur)
+            cur = experiments[cur].get("init_from")
+
+
+def _check_experiment_files(config: dict[str, Any], experiments: dict[str, dict], root: Path) -> None:
+    folder = root / "config" / "experiments" / str(config.get("scale"))
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: folder not found (run the workflow from the repository root)")
+    for name, spec in experiments.items():
+        path = folder / f"{name}.yaml"
+        if not path.is_file():
+            there = sorted(p.stem for p in folder.glob("*.yaml"))
+            raise ConfigError(f"experiments.{name}: no experiment file {path} (files there: {there})")
+        overrides = [*(config.get("train_overrides") or []), *(spec.get("set") or [])]
+        try:
+            load_run_config(path, overrides)
+        except ConfigError as e:
+            where = " (with train_overrides and the experiment's set applied)" if overrides else ""
+            raise ConfigError(f"experiments.{name}: {e}{where}") from None
+
+
+def _check_base_model(config: dict[str, Any], root: Path) -> None:
+    base = config.get("base_model") or {}
+    path = base.get("path")
+    if base.get("source") == "local" and path and not (root / path / "config.json").is_file():
+        raise ConfigError(f"base_model.path '{path}': base model not found "
+                          "(expected a Hugging Face model folder containing config.json)")
+    template = base.get("chat_template")
+    if template and template not in CHAT_TEMPLATES:
+        raise ConfigError(f"base_model.chat_template: unknown template '{template}' "
+                          f"(known: {sorted(CHAT_TEMPLATES)})")
+
+
+def _check_other_sections(config: dict[str, Any], root: Path) -> None:
+    ev = (config.get("eval") or {}).get("config")
+    if ev:
+        if not (root / ev).is_file():
+            raise ConfigError(f"eval.config '{ev}': file not found")
+        try:
+            read_yaml(root / ev)
+        except ConfigError as e:
+            raise ConfigError(f"eval.config: {e}") from None
+    if config.get("scale") == "tiny":
+        try:
+            TaskConfig.model_validate(config.get("task") or {})
+        except ValidationError as e:
+            raise ConfigError(format_validation_error("task", e)) from None

@@ -1,6 +1,0 @@
-"""The reliability tests reuse the trainer tests' helpers (tests/train/trainhelp.py)."""
-
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))

@@ -1,0 +1,170 @@
+"""The one test-support module: run-config overrides for tiny runs, CLI helpers, weight and metric
+comparisons, and the kill/resume machinery of the reliability suite.
+
+Importable as ``support`` from every test (``pythonpath = ["tests"]`` in pyproject.toml).
+
+The number of kill trials and where the reliability figures go come from the environment, so CI
+runs a few and ``make reliability`` runs the full set and writes the figures RELIABILITY.md quotes:
+
+* ``LUFFY_KILL_TRIALS`` -- kill/resume trials (CI default 3, ``make reliability``: 10);
+* ``LUFFY_RELIABILITY_OUT`` -- a folder; when set, each test writes its figures there as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "config" / "experiments" / "tiny"
+
+
+# ----------------------------------------------------------------------------------- tiny runs
+
+
+def tiny_overrides(task_dir: Path, model: Path, steps: int = 2, **extra) -> list[str]:
+    """``--set`` overrides for a fast tiny run: 4 prompts × (3 on + 1 off), mini-batches of 2 prompts."""
+    sets = {
+        "model.path": str(model),
+        "data.train": str(task_dir / "train.jsonl"),
+        "data.val": str(task_dir / "test_id.jsonl"),
+        "data.val_limit": 4,
+        "data.max_response_tokens": 64,
+        "loss.norm_length": "null",
+        "train.steps": steps,
+        "train.prompts_per_step": 4,
+        "train.mini_batch_prompts": 2,
+        "train.micro_batch_seqs": 16,
+        "train.val_every": 0,
+        "train.save_every": 1,
+        "group.n_on": 3,
+    }
+    sets.update(extra)
+    return [f"{k}={v}" for k, v in sets.items()]
+
+
+#: What the distributed tests change: fp32, shorter answers, micro-batches of 3 (several per rank).
+DIST_SETS = {"model.dtype": "float32", "data.max_response_tokens": 48, "train.micro_batch_seqs": 3}
+
+
+def tiny_sets(task_dir: Path, model: Path, steps: int = 2, **extra) -> list[str]:
+    """:func:`tiny_overrides` with :data:`DIST_SETS` (the distributed tests' tiny run)."""
+    return tiny_overrides(task_dir, model, steps, **{**DIST_SETS, **extra})
+
+
+def ray_sets(workers: int = 2, **extra) -> dict[str, object]:
+    return {"resources.backend": "ray", "resources.workers_per_node": workers, **extra}
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(folder / "model.safetensors"))
+
+
+def max_abs_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    assert a.keys() == b.keys()
+    return max(float((a[k].double() - b[k].double()).abs().max()) for k in a)
+
+
+def cli(args: list[str], timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
+    """``python -m luffy ARGS`` in a fresh process (no inherited Ray address)."""
+    e = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    e.update(env)
+    return subprocess.run([sys.executable, "-m", "luffy", *args], check=False, capture_output=True, text=True,
+                          timeout=timeout, env=e)
+
+
+def train_args(config: Path, out: Path, sets: list[str]) -> list[str]:
+    cmd = ["train", "--config", str(config), "--out", str(out), "--no-progress"]
+    for s in sets:
+        cmd += ["--set", s]
+    return cmd
+
+
+# ----------------------------------------------------------------------------------- reliability
+
+VOLATILE = ("time/", "tokens_per_s")
+
+
+def n_trials(default: int) -> int:
+    return int(os.environ.get("LUFFY_KILL_TRIALS", default))
+
+
+def record(name: str, figures: dict) -> None:
+    """Write ``figures`` to ``$LUFFY_RELIABILITY_OUT/<name>.json`` when that variable is set."""
+    out = os.environ.get("LUFFY_RELIABILITY_OUT")
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / f"{name}.json").write_text(json.dumps(figures, indent=1) + "\n")
+
+
+def train_cmd(config: str, task_dir: Path, model: Path, out: Path, steps: int, *extra: str) -> list[str]:
+    cmd = [sys.executable, "-m", "luffy", "train", "--config", str(TINY / config), "--out", str(out),
+           "--no-progress"]
+    for s in tiny_overrides(task_dir, model, steps=steps) + list(extra):
+        cmd += ["--set", s]
+    return cmd
+
+
+def run(cmd: list[str], env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False,
+                          env={**os.environ, **(env or {})})
+
+
+def comparable_metrics(run_dir: Path) -> list[dict]:
+    """metrics.jsonl without wall-clock fields (the only fields a resume may change)."""
+    out = []
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        out.append({k: v for k, v in rec.items() if not k.startswith(VOLATILE)})
+    return out
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    wa, wb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def group_gone(pgid: int, within_s: float) -> bool:
+    """True once no process of the process group ``pgid`` is left (nothing orphaned, nothing hangs)."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def kill_during_loop(cmd: list[str], run_dir: Path, delay_s: float, env: dict | None = None) -> tuple[int, int]:
+    """Start ``cmd`` in its own session; once its training loop has begun (the first metrics line),
+    wait ``delay_s`` seconds and SIGKILL the main process.
+
+    Returns ``(exit status, pid)``; the pid is also the session's process-group id. Status -9 means the
+    kill landed, 0 that the run had already finished. Only the main process is killed: its helpers
+    (grading workers, the forkserver) must go away by themselves.
+    """
+    p = start_session(cmd, env)
+    metrics = run_dir / "metrics.jsonl"
+    while p.poll() is None and not (metrics.exists() and metrics.stat().st_size > 0):
+        time.sleep(0.01)
+    try:
+        p.wait(timeout=delay_s)
+    except subprocess.TimeoutExpired:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    return p.returncode, p.pid
+
+
+def start_session(cmd: list[str], env: dict | None = None, log: Path | None = None) -> subprocess.Popen:
+    fh = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115 - closed with the process
+    return subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
+                            env={**os.environ, **(env or {})})
