@@ -3,10 +3,11 @@
 #
 #   snakemake --cores 2 all                                          # the tiny default (CPU)
 #   snakemake --cores 2 --configfile=config/smoke.yaml all           # a few steps of everything
-#   snakemake --profile slurm --configfile=config/paper.yaml all     # the paper, on Slurm
+#   snakemake --profile slurm all                                    # the paper, on Slurm (the profile selects config/paper.yaml)
 #
-# Named targets: all, table1, ablations, gamma_sweep, figures, and any output path, e.g.
-# results/tiny/runs/luffy-s0/summary.json (one run) or results/tiny/eval/luffy-s0/suite.json.
+# Named targets: all, table1, ablations, gamma_sweep, figures, claims, and any output path, e.g.
+# results/tiny/runs/luffy-s0/summary.json (one run) or results/tiny/eval/luffy-s0/best_val/suite.json
+# (its best-validation checkpoint; final/suite.json: its final model).
 
 
 configfile: "config/config.yaml"

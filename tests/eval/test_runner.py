@@ -209,6 +209,96 @@ def test_resume_under_another_protocol_is_refused(setup, tmp_path, monkeypatch) 
                         progress=False)
 
 
+def test_checkpoint_label_is_recorded_and_not_part_of_the_protocol(setup, tmp_path, monkeypatch) -> None:
+    eng = ScriptedEngine(build_tokenizer(), _answers(setup["task"], "test_id"), _script)
+    _use(monkeypatch, eng)
+    suite = runner.evaluate(setup["model"], _cfg(), tmp_path, benchmarks=["tiny_id"], data=setup["task"], limit=2,
+                            progress=False, checkpoint="final")
+    assert suite["checkpoint"] == "final" and suite["reused_samples"] is None
+    assert json.loads((tmp_path / "suite.json").read_text())["checkpoint"] == "final"
+    assert json.loads((tmp_path / "tiny_id" / "protocol.json").read_text())["checkpoint"] == "final"
+    assert json.loads((tmp_path / "tiny_id" / "summary.json").read_text())["protocol"]["checkpoint"] == "final"
+    # a label is not how the samples were made: the same folder resumes under another one
+    suite = runner.evaluate(setup["model"], _cfg(), tmp_path, benchmarks=["tiny_id"], data=setup["task"], limit=2,
+                            progress=False, checkpoint="step_2")
+    assert suite["checkpoint"] == "step_2" and len(eng.calls) == 1
+    assert runner.evaluate(setup["model"], _cfg(), tmp_path / "plain", benchmarks=["tiny_id"], data=setup["task"],
+                           limit=2, progress=False)["checkpoint"] is None
+
+
+def test_same_weights_reuse_the_samples_of_another_evaluation(setup, tmp_path, monkeypatch) -> None:
+    """best_val = final (same weights): the best_val evaluation copies the final one's samples, says so,
+    and gets the same accuracies without generating."""
+    tok = build_tokenizer()
+    _use(monkeypatch, ScriptedEngine(tok, _answers(setup["task"], "test_id"), _script))
+    final = runner.evaluate(setup["model"], _cfg(), tmp_path / "final", benchmarks=["tiny_id"], data=setup["task"],
+                            limit=4, progress=False, checkpoint="final")
+    copy = tmp_path / "best_val_model"
+    shutil.copytree(setup["model"], copy)  # another folder, the same files
+    never = ScriptedEngine(tok, _answers(setup["task"], "test_id"), _script, fail_on_call=1)
+    _use(monkeypatch, never)
+    best = runner.evaluate(copy, _cfg(), tmp_path / "best_val", benchmarks=["tiny_id"], data=setup["task"], limit=4,
+                           progress=False, checkpoint="best_val", reuse_from=tmp_path / "final")
+    assert never.calls == []
+    assert best["checkpoint"] == "best_val" and best["benchmarks"] == final["benchmarks"]
+    r = best["reused_samples"]
+    assert r["from"] == str((tmp_path / "final").resolve()) and r["benchmarks"] == ["tiny_id"]
+    assert r["why"]["tiny_id"].startswith(f"reused {tmp_path / 'final' / 'tiny_id' / 'samples.jsonl'}: same model "
+                                          f"weights (sha256 {final['model_sha256'][:12]}")
+    assert ((tmp_path / "best_val/tiny_id/samples.jsonl").read_text()
+            == (tmp_path / "final/tiny_id/samples.jsonl").read_text())
+    s = json.loads((tmp_path / "best_val/tiny_id/summary.json").read_text())
+    assert s["timing"] == {"questions_generated": 0, "reused_from": str((tmp_path / "final/tiny_id").resolve())}
+    assert s["protocol"]["model_path"] == str(copy.resolve()) and s["protocol"]["checkpoint"] == "best_val"
+
+
+def test_other_weights_are_evaluated_not_reused(setup, tmp_path, monkeypatch) -> None:
+    from safetensors.torch import load_file, save_file
+
+    tok = build_tokenizer()
+    _use(monkeypatch, ScriptedEngine(tok, _answers(setup["task"], "test_id"), _script))
+    runner.evaluate(setup["model"], _cfg(), tmp_path / "final", benchmarks=["tiny_id"], data=setup["task"], limit=2,
+                    progress=False, checkpoint="final")
+    other = tmp_path / "other_model"
+    shutil.copytree(setup["model"], other)
+    weights = load_file(other / "model.safetensors")
+    name = next(iter(weights))
+    weights[name] = weights[name] + 1.0
+    save_file(weights, other / "model.safetensors", metadata={"format": "pt"})
+    eng = ScriptedEngine(tok, _answers(setup["task"], "test_id"), _script)
+    _use(monkeypatch, eng)
+    best = runner.evaluate(other, _cfg(), tmp_path / "best_val", benchmarks=["tiny_id"], data=setup["task"],
+                           limit=2, progress=False, checkpoint="best_val", reuse_from=tmp_path / "final")
+    assert len(eng.calls) == 1  # generated
+    assert best["reused_samples"]["benchmarks"] == []
+    assert best["reused_samples"]["why"]["tiny_id"].startswith("not reused: other weights or protocol (model_sha256: ")
+    # another protocol of the same weights is not reused either
+    eng2 = ScriptedEngine(tok, _answers(setup["task"], "test_id"), _script)
+    _use(monkeypatch, eng2)
+    hotter = _cfg(sampling={"max_new_tokens": 64, "temperature": 1.0})
+    r = runner.evaluate(setup["model"], hotter, tmp_path / "hot", benchmarks=["tiny_id"], data=setup["task"],
+                        limit=2, progress=False, reuse_from=tmp_path / "final")["reused_samples"]
+    assert len(eng2.calls) == 1 and "protocol.temperature: 0.6 -> 1.0" in r["why"]["tiny_id"]
+
+
+def test_cli_checkpoint_label_and_reuse(setup, tmp_path, monkeypatch, capsys) -> None:
+    _use(monkeypatch, ScriptedEngine(build_tokenizer(), _answers(setup["task"], "test_id"), _script))
+    common = ["--model", str(setup["model"]), "--suite", "tiny", "--data", str(setup["task"]), "--engine", "hf",
+              "--benchmarks", "tiny_id", "--limit", "2", "--set", "sampling.max_new_tokens=16"]
+    rc, out, err = _cli(capsys, *common, "--out", str(tmp_path / "final"), "--checkpoint-label", "final")
+    assert rc == 0, err
+    assert json.loads(out)["checkpoint"] == "final" and json.loads(out)["reused_samples"] is None
+    rc, out, err = _cli(capsys, *common, "--out", str(tmp_path / "best"), "--checkpoint-label", "best_val",
+                        "--reuse-samples", str(tmp_path / "final"))
+    assert rc == 0, err
+    assert json.loads(out)["checkpoint"] == "best_val" and json.loads(out)["reused_samples"] == ["tiny_id"]
+    rc, _, err = _cli(capsys, *common, "--out", str(tmp_path / "x"), "--reuse-samples", str(tmp_path / "nowhere"))
+    assert rc == 2 and "--reuse-samples" in err and "not an evaluation folder" in err
+    with pytest.raises(SystemExit):
+        main(["evaluate", *common, "--out", "o", "--checkpoint-label", "best val"])
+    assert "expected letters, digits" in capsys.readouterr().err
+
+
 def test_paper_suite_skips_missing_mmlu_pro_and_reports_averages(setup, tmp_path, monkeypatch) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq

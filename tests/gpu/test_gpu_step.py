@@ -245,7 +245,7 @@ def train_check(size_name: str, device: str, checkpointing: bool, folder: Path) 
     from luffy.bench.mfu import make_batch, update_flops
     from luffy.train.distributed.worker import TrainWorker
     from luffy.train.tensors import collate
-    from luffy.train.update import Micro, UpdateSpec
+    from luffy.train.update import Micro, UpdateSpec, with_totals
 
     size = SIZES[size_name]
     cdt = compute_dtype(device)
@@ -274,12 +274,11 @@ def train_check(size_name: str, device: str, checkpointing: bool, folder: Path) 
 
         pad = 0  # the byte tokenizer's <|pad|>; make_batch draws ids >= 4, so no id is a pad or EOS
         prompts, resps, off, adv = make_batch(size.seqs, size.prompt_len, size.resp_len, size.vocab, pad)
-        batches, shares, rows = [], [], []
+        batches, rows = [], []
         for s in range(0, size.seqs, size.micro):
             idx = list(range(s, min(size.seqs, s + size.micro)))
             batches.append(collate([prompts[i] for i in idx], [resps[i] for i in idx], [off[i] for i in idx],
                                    pad))
-            shares.append(len(idx) / size.seqs)
             rows.append(idx)
         n_off = sum(o[0] for o in off)
         assert 0 < n_off < size.seqs  # a mixed batch
@@ -291,8 +290,8 @@ def train_check(size_name: str, device: str, checkpointing: bool, folder: Path) 
             old = worker.old_logprobs(batches, spec.temperature)
             _sync(device)
             t1 = time.perf_counter()
-            plan = [[Micro(b, w, old[j], adv[rows[j]], torch.tensor([off[i][0] for i in rows[j]]))
-                     for j, (b, w) in enumerate(zip(batches, shares))]]
+            plan = [with_totals([Micro(b, old[j], adv[rows[j]], torch.tensor([off[i][0] for i in rows[j]]))
+                                 for j, b in enumerate(batches)])]
             res = worker.update(plan, spec)
             _sync(device)
             t2 = time.perf_counter()
@@ -300,7 +299,7 @@ def train_check(size_name: str, device: str, checkpointing: bool, folder: Path) 
             assert len(res.grad_norms) == 1 and 0 < res.grad_norms[0] < float("inf")
             pg = [st["pg_loss"] for st in res.ordered()]
             assert len(pg) == len(batches) and all(abs(v) < float("inf") for v in pg), pg
-            losses.append(sum(w * v for w, v in zip(shares, pg)))
+            losses.append(sum(pg))  # each micro-batch's pg loss is its share of the mini-batch's
             grad_norms.append(res.grad_norms[0])
             if step >= size.warmup:
                 old_s.append(t1 - t0)

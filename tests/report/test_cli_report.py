@@ -7,10 +7,10 @@ import pytest
 from luffy.cli import main
 
 
-def write_suite(path, id_acc, ood_acc):
+def write_suite(path, id_acc, ood_acc, checkpoint=None):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({
-        "suite": "tiny",
+        "suite": "tiny", "checkpoint": checkpoint,
         "benchmarks": {"tiny_id": {"accuracy": id_acc}, "tiny_ood": {"accuracy": ood_acc}},
         "averages": {"id": {"accuracy": id_acc, "over": ["tiny_id"], "missing": []},
                      "ood": {"accuracy": ood_acc, "over": ["tiny_ood"], "missing": []}},
@@ -35,8 +35,19 @@ def test_table_command_writes_three_formats(tmp_path, capsys):
     assert rc == 0
     md = (tmp_path / "rep/table1.md").read_text()
     assert "| LUFFY | **50.0** | **25.0** |" in md
-    assert (tmp_path / "rep/table1.csv").read_text().splitlines()[0] == "name,label,n_seeds,tiny_id,tiny_id_se,tiny_ood,tiny_ood_se"
+    assert (tmp_path / "rep/table1.csv").read_text().splitlines()[0] == (
+        "name,label,checkpoint,n_seeds,tiny_id,tiny_id_ci_low,tiny_id_ci_high,tiny_ood,tiny_ood_ci_low,tiny_ood_ci_high")
     assert (tmp_path / "rep/table1.tex").is_file()
+
+
+def test_table_checkpoint_option_names_and_checks_the_checkpoint(tmp_path, capsys):
+    a = write_suite(tmp_path / "eval/base/suite.json", 0.1, 0.0, "base")
+    b = write_suite(tmp_path / "eval/luffy-s0/best_val/suite.json", 0.5, 0.25, "best_val")
+    args = ["report", "table", "--kind", "table1", "--eval", f"base={a}", "--eval", f"luffy={b}"]
+    assert main([*args, "--checkpoint", "best_val", "--out", str(tmp_path / "rep/t")]) == 0
+    assert "best-validation checkpoint of each run**" in (tmp_path / "rep/t.md").read_text()
+    assert main([*args, "--checkpoint", "final", "--out", str(tmp_path / "rep/u")]) == 2
+    assert "the evaluation is of checkpoint 'best_val', the report is of 'final'" in capsys.readouterr().err
 
 
 def test_gamma_table_reads_gamma_from_resolved_config(tmp_path):

@@ -87,18 +87,30 @@ def test_training_figure_has_two_panels_and_notes_sft():
     assert "2 seeds" in a1.get_title() and "moving average over 3 steps" in a1.get_title()
 
 
-def suite(tmp_path, name, accs, groups):
+def suite(tmp_path, name, accs, groups, checkpoint=None):
     rows = {b: {"accuracy": a} for b, a in accs.items()}
     averages = {k: {"accuracy": sum(accs[b] for b in m) / len(m), "over": m, "missing": []}
                 for k, m in groups.items()}
     p = tmp_path / name / "suite.json"
     p.parent.mkdir(parents=True)
-    p.write_text(json.dumps({"suite": "tiny", "benchmarks": rows, "averages": averages}))
+    p.write_text(json.dumps({"suite": "tiny", "benchmarks": rows, "averages": averages, "checkpoint": checkpoint}))
     return read_suite(p)
 
 
-def tiny_suite(tmp_path, name, id_acc, ood_acc):
-    return suite(tmp_path, name, {"tiny_id": id_acc, "tiny_ood": ood_acc}, {"id": ["tiny_id"], "ood": ["tiny_ood"]})
+def tiny_suite(tmp_path, name, id_acc, ood_acc, checkpoint=None):
+    return suite(tmp_path, name, {"tiny_id": id_acc, "tiny_ood": ood_acc}, {"id": ["tiny_id"], "ood": ["tiny_ood"]},
+                 checkpoint)
+
+
+def test_accuracy_figures_name_the_checkpoint(tmp_path):
+    evals = {"luffy": [tiny_suite(tmp_path, "l", 0.5, 0.3, "best_val")],
+             "gamma_0.05": [tiny_suite(tmp_path, "g", 0.4, 0.2, "best_val")]}
+    title = F.fig_ablations(evals, "tiny", "best_val").axes[0].get_title()
+    assert title == "Ablations (paper Table 4)\naccuracy of the best-validation checkpoint of each run -- 1 seed"
+    title = F.fig_gamma(evals, {"luffy": 0.1, "gamma_0.05": 0.05}, "tiny").axes[0].get_title()
+    assert "accuracy of the best-validation checkpoint of each run" in title
+    with pytest.raises(ReportError, match="the evaluation is of checkpoint 'best_val', the report is of 'final'"):
+        F.fig_ablations(evals, "tiny", "final")
 
 
 def test_ablation_bars_heights_and_error_bars(tmp_path):

@@ -62,7 +62,7 @@ def test_micro_loss_without_old_logp_uses_current_policy(base_model):
 
     def loss_and_grads(old):
         model.zero_grad(set_to_none=True)
-        loss, _ = micro_loss(model, Micro(mb, 1.0, old, adv, seq_off), spec)
+        loss, _ = micro_loss(model, Micro(mb, old, adv, seq_off), spec)
         loss.backward()
         return loss.detach(), [p.grad.clone() for p in model.parameters()]
 

@@ -7,8 +7,9 @@ and apt-get; CI runs as root on Debian, so there it runs.
 
 1. `snakemake --profile slurm --configfile config/smoke.yaml` builds a smaller target than `all` that
    still runs every rule type: `table1` (with table1 = [luffy]) and the training figure (with
-   training = [luffy]). Slurm runs make_task, build_base_model, train (luffy-s0) and evaluate (base,
-   luffy-s0); section_config, table and figure are local rules. Checked: each of those five jobs was
+   training = [luffy]). Slurm runs make_task, build_base_model, train (luffy-s0), evaluate_base and
+   evaluate (luffy-s0's final model and best_val checkpoint); section_config, table and figure are
+   local rules. Checked: each of those six jobs was
    submitted (the plugin's line with the Slurm job id and its log), ran as a Slurm job that Slurm
    records as COMPLETED with exit code 0 and the rule as comment, Snakemake saw it finish through
    squeue polling and went on, and the targets exist.
@@ -40,7 +41,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 SLURM_LOCAL = ROOT / "scripts" / "slurm-local.sh"
 LAUNCHER = ROOT / "scripts" / "ray-slurm.sh"
-SLURM_RULES = {"make_task": 1, "build_base_model": 1, "train": 1, "evaluate": 2}
+SLURM_RULES = {"make_task": 1, "build_base_model": 1, "train": 1, "evaluate_base": 1, "evaluate": 2}
 SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.")
 RUN_ID = re.compile(r"SLURM run ID: (\S+)")
 
@@ -133,13 +134,15 @@ def test_smoke_dag_runs_through_slurm(smoke_on_slurm):
     for ext in ("png", "pdf"):
         assert (out / "reports" / "figures" / f"training.{ext}").stat().st_size > 0
     assert yaml.safe_load((out / "runs" / "luffy-s0" / "resolved_config.yaml").read_text())["train"]["steps"] == 2
-    for model in ("base", "luffy-s0"):
+    for model in ("base", "luffy-s0/final", "luffy-s0/best_val"):
         assert (out / "eval" / model / "suite.json").stat().st_size > 0
 
 
 def test_failing_slurm_job_is_reported_by_rule(smoke_on_slurm):
     _, out, logs = smoke_on_slurm  # its data and base model are reused: only the failing job runs
-    overrides = {"experiments": {"on_policy": {"set": ["train.no_such_key=1"]}}}
+    # a valid config that fails inside the job (a bad key would stop the workflow at `luffy check-config`,
+    # before any job): more prompts per step than the smoke task has rows
+    overrides = {"experiments": {"on_policy": {"set": ["train.prompts_per_step=4096"]}}}
     r = run_profile(out, overrides, "failing-train", logs, f"{out}/runs/on_policy-s0/summary.json", retries=0, timeout=600)
     output = r.stdout + r.stderr
     assert r.returncode != 0, output[-4000:]
@@ -150,7 +153,7 @@ def test_failing_slurm_job_is_reported_by_rule(smoke_on_slurm):
     assert f"SLURM-job '{slurm_id}' failed, SLURM status is: 'FAILED'" in output
     assert "JobState=FAILED" in scontrol_job(slurm_id)
     # the profile shows the failed rule's log: the trainer's one-line error
-    assert "luffy: error: config/experiments/tiny/on_policy.yaml: train.no_such_key: unknown key" in output
+    assert "luffy: error: training data has" in output and "fewer than one batch of 4096" in output
     assert not (out / "runs" / "on_policy-s0" / "summary.json").exists()
 
 

@@ -43,7 +43,15 @@ def test_smoke_dag_runs_end_to_end(tmp_path):
     summary = json.loads((out / "runs" / "luffy-s0" / "summary.json").read_text())
     assert summary["steps"] == 2
     assert (out / "runs" / "luffy-s0" / "resolved_config.yaml").is_file()
-    suite = json.loads((out / "eval" / "luffy-s0" / "suite.json").read_text())
-    assert suite
+    for ckpt in ("final", "best_val"):
+        suite = json.loads((out / "eval" / "luffy-s0" / ckpt / "suite.json").read_text())
+        assert suite["checkpoint"] == ckpt
+    # two steps, validated at the last one: best_val is the final model, its samples are reused
+    assert json.loads((out / "runs" / "luffy-s0" / "best_val.json").read_text())["step"] == 2
+    assert suite["reused_samples"]["benchmarks"] == ["tiny_id", "tiny_ood"]
+    assert json.loads((out / "eval" / "base" / "suite.json").read_text())["checkpoint"] == "base"
+    claims = (out / "reports" / "claims.csv").read_text().splitlines()
+    assert claims[0] == "claim,left,right,metric,diff,ci_low,ci_high,n_seeds,holds,note" and len(claims) == 6
+    assert "best-validation checkpoint of each run" in (out / "reports" / "table1.md").read_text()
     again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert again.returncode == 0 and "Nothing to be done" in (again.stdout + again.stderr)

@@ -44,9 +44,10 @@ def test_tiny_default_dry_run_lists_the_whole_grid(tmp_path):
     r, _ = dry(tmp_path, "all")
     assert r.returncode == 0, r.stderr + r.stdout
     counts = job_counts(r.stdout)
-    # 13 experiments x 1 seed; every run and the base model evaluated; 3 tables; 7 figures
-    assert counts["train"] == 13 and counts["evaluate"] == 14
-    assert counts["table"] == 3 and counts["figure"] == 7
+    # 13 experiments x 1 seed; both checkpoints of every run and the base model evaluated; 3 tables;
+    # 7 figures; the claims
+    assert counts["train"] == 13 and counts["evaluate"] == 26 and counts["evaluate_base"] == 1
+    assert counts["table"] == 3 and counts["figure"] == 7 and counts["claims"] == 1
     assert counts["make_task"] == 1 and counts["build_base_model"] == 1
 
 
@@ -54,7 +55,8 @@ def test_smoke_dry_run_has_every_rule_type(tmp_path):
     r, out = dry(tmp_path, "all", "--configfile=config/smoke.yaml")
     assert r.returncode == 0, r.stderr + r.stdout
     counts = job_counts(r.stdout)
-    for rule in ("section_config", "make_task", "build_base_model", "train", "evaluate", "table", "figure", "all"):
+    for rule in ("section_config", "make_task", "build_base_model", "train", "evaluate", "evaluate_base", "table",
+                 "figure", "claims", "all"):
         assert counts.get(rule, 0) >= 1, f"smoke DAG lacks rule {rule}"
     assert f"{out}/runs/sft_rl-s0/summary.json" in r.stdout
 
@@ -74,15 +76,79 @@ def test_paper_dry_run_with_slurm_profile_requests_gpus(tmp_path):
     r, _ = dry(tmp_path, "all", "--configfile=config/paper.yaml", "--profile", "slurm")
     assert r.returncode == 0, r.stderr + r.stdout
     counts = job_counts(r.stdout)
-    assert counts["train"] == 13 and counts["evaluate"] == 14
+    assert counts["train"] == 13 and counts["evaluate"] == 26 and counts["evaluate_base"] == 1
     assert counts["fetch_paper_data"] == 1 and counts["resolve_base_model"] == 1
     train_jobs = [block for block in r.stdout.split("\nrule ")[1:] if block.startswith("train:")]
     assert len(train_jobs) == 13
     for block in train_jobs:
         assert "gpu=8" in block and "cpus_per_gpu=8" in block and "runtime=2880" in block
-    eval_jobs = [block for block in r.stdout.split("\nrule ")[1:] if block.startswith("evaluate:")]
-    assert all("gpu=4" in block for block in eval_jobs)
+    eval_jobs = [block for block in r.stdout.split("\nrule ")[1:] if block.startswith("evaluate")]
+    assert len(eval_jobs) == 27 and all("gpu=4" in block for block in eval_jobs)
     assert "Using profile slurm" in r.stderr
+
+
+def shell_commands(output: str) -> list[str]:
+    """The shell commands of a dry run with -p."""
+    return [line.removeprefix("Shell command: ") for line in output.splitlines() if line.startswith("Shell command: ")]
+
+
+def test_both_checkpoints_are_evaluated_and_best_val_reuses_final(tmp_path):
+    out = str(tmp_path / "results")
+    r, out = dry(tmp_path, f"{out}/eval/luffy-s0/best_val/suite.json", "-p")
+    assert r.returncode == 0, r.stderr + r.stdout
+    cmds = [c for c in shell_commands(r.stdout) if "luffy evaluate" in c]
+    final, best = cmds  # the final evaluation first: best_val waits for it
+    assert f"--model {out}/runs/luffy-s0/model --out {out}/eval/luffy-s0/final" in final
+    assert "--checkpoint-label final" in final and "--reuse-samples" not in final
+    assert f"--model {out}/runs/luffy-s0/best_val --out {out}/eval/luffy-s0/best_val" in best
+    assert f"--checkpoint-label best_val --reuse-samples {out}/eval/luffy-s0/final" in best
+    r, _ = dry(tmp_path, f"{out}/eval/base/suite.json", "-p")
+    (base,) = [c for c in shell_commands(r.stdout) if "luffy evaluate" in c]
+    assert f"--out {out}/eval/base " in base and "--checkpoint-label base" in base
+
+
+def test_report_checkpoint_key_chooses_the_evaluations_of_the_reports(tmp_path):
+    out = str(tmp_path / "results")
+    r, out = dry(tmp_path, "table1", "-p")
+    assert r.returncode == 0, r.stderr + r.stdout
+    (table,) = [c for c in shell_commands(r.stdout) if "luffy report table" in c]
+    assert "--checkpoint best_val" in table and f"luffy={out}/eval/luffy-s0/best_val/suite.json" in table
+    assert f"base={out}/eval/base/suite.json" in table
+    final = tmp_path / "final.yaml"
+    final.write_text(yaml.safe_dump({"report": {"checkpoint": "final"}}))
+    r, _ = dry(tmp_path, "table1", "claims", "-p", f"--configfile={final}")
+    assert r.returncode == 0, r.stderr + r.stdout
+    cmds = shell_commands(r.stdout)
+    (table,) = [c for c in cmds if "luffy report table" in c]
+    (claims,) = [c for c in cmds if "luffy report claims" in c]
+    for cmd in (table, claims):
+        assert "--checkpoint final" in cmd and "best_val/suite.json" not in cmd
+    assert f"{out}/eval/luffy-s0/final/suite.json" in table
+    final.write_text(yaml.safe_dump({"report": {"checkpoint": "last"}}))
+    out = stopped_before_any_job(snakemake("-n", f"--configfile={final}", "--", "all"))
+    assert "report.checkpoint: 'last' is not one of ['best_val', 'final']" in out
+
+
+def test_seeds_on_the_command_line_and_claims_inputs(tmp_path):
+    """--config seeds=[...] (strings to Snakemake) works; the claims get every seed of the experiments
+    luffy.report.claims compares, paired by seed, and the runs' folders for the entropy claim."""
+    from luffy.report.claims import EVAL_NAMES, RUN_NAMES
+
+    out = str(tmp_path / "results")
+    r = snakemake("-n", "-p", "--config", f"results={out}", "seeds=[0,1,2]", "--", "claims")
+    assert r.returncode == 0, r.stderr + r.stdout
+    counts = job_counts(r.stdout)
+    assert counts["train"] == 4 * 3 and counts["evaluate"] == 4 * 3 * 2 and counts["claims"] == 1
+    (claims,) = [c for c in shell_commands(r.stdout) if "luffy report claims" in c]
+    evals = re.findall(r"--eval (\w+)(?:@(\d+))?=(\S+)", claims)
+    runs = re.findall(r"--run (\w+)@(\d+)=(\S+)", claims)
+    assert {n for n, _, _ in evals} == set(EVAL_NAMES) and {n for n, _, _ in runs} == set(RUN_NAMES)
+    assert sorted(s for n, s, _ in evals if n == "luffy") == ["0", "1", "2"]
+    assert ("luffy", "2", f"{out}/eval/luffy-s2/best_val/suite.json") in evals
+    assert ("base", "", f"{out}/eval/base/suite.json") in evals
+    assert ("mixed_clip", "1", f"{out}/runs/mixed_clip-s1") in runs
+    assert claims.startswith("python -m luffy report claims --checkpoint best_val ")
+    assert f"--out {out}/reports/claims " in claims
 
 
 def test_multi_node_train_jobs_start_a_ray_cluster_over_their_allocation(tmp_path):
@@ -113,7 +179,7 @@ def test_multi_node_train_jobs_start_a_ray_cluster_over_their_allocation(tmp_pat
 
 def test_named_targets_resolve(tmp_path):
     for target, rule in (("table1", "table"), ("ablations", "figure"), ("gamma_sweep", "figure"),
-                         ("figures", "figure")):
+                         ("figures", "figure"), ("claims", "claims")):
         r, _ = dry(tmp_path, target)
         assert r.returncode == 0, r.stderr + r.stdout
         assert rule in job_counts(r.stdout)

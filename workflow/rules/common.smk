@@ -29,6 +29,12 @@ def config_error(msg):
     sys.exit(f"luffy workflow: config error: {msg}")
 
 
+# `--config seeds=[0,1,2]` arrives as strings: Snakemake reads --config values with YAML's BaseLoader
+if isinstance(config.get("seeds"), list):
+    config["seeds"] = [
+        int(s) if isinstance(s, str) and s.isdigit() else s for s in config["seeds"]
+    ]
+
 try:
     validate(config, schema=str(SCHEMA))  # also sets the schema's defaults
 except Exception as e:
@@ -61,6 +67,16 @@ CONDA_ENV = {"cpu": "../../envs/luffy.yaml", "gpu": "../../envs/luffy-gpu.yaml"}
     config["software_env"]
 ]
 NODES = RES["train"].get("nodes", 1)  # > 1: every train job runs on a Ray cluster
+# A run's checkpoints (label -> folder in the run; luffy train writes both), all evaluated; the
+# tables, figures and claims show the one of report.checkpoint (the paper's: best_val).
+CHECKPOINTS = {"final": "model", "best_val": "best_val"}
+REPORT_CHECKPOINT = config["report"]["checkpoint"]
+# The experiments the claims compare (luffy.report.claims.EVAL_NAMES and RUN_NAMES; a test keeps
+# them equal), those of the config only: a missing one is a row that does not hold, not an error.
+CLAIM_EVALS = [
+    e for e in ("luffy", "on_policy", "sft", "mixed_clip") if e in EXPERIMENTS
+]
+CLAIM_RUNS = [e for e in ("luffy", "on_policy", "mixed_clip") if e in EXPERIMENTS]
 
 # Logical data files per scale (an experiment's train_split names one of them).
 DATA_FILES = {
@@ -94,8 +110,8 @@ def run_dir(run):
     return f"{R}/runs/{run}"
 
 
-def model_dir(name):  # "base" or a run
-    return BASE_DIR if name == "base" else f"{run_dir(name)}/model"
+def model_dir(name, checkpoint="final"):  # "base" or a run
+    return BASE_DIR if name == "base" else f"{run_dir(name)}/{CHECKPOINTS[checkpoint]}"
 
 
 def model_marker(name):
@@ -111,8 +127,11 @@ def seeded(experiments, path):
     return [(e, path(f"{e}-s{s}")) for e in experiments for s in SEEDS]
 
 
-def suite_file(name):
-    return f"{R}/eval/{name}/suite.json"
+def suite_file(name, checkpoint=None):
+    """The base model's evaluation, or a run's of ``checkpoint`` (default: report.checkpoint)."""
+    if name == "base":
+        return f"{R}/eval/base/suite.json"
+    return f"{R}/eval/{name}/{checkpoint or REPORT_CHECKPOINT}/suite.json"
 
 
 def table_files(kind):
@@ -123,13 +142,21 @@ def figure_files(kind):
     return [f"{R}/reports/figures/{kind}.{ext}" for ext in ("png", "pdf")]
 
 
+def claims_files():
+    return [f"{R}/reports/claims.{ext}" for ext in ("csv", "md")]
+
+
 def all_targets():
-    """Every table and figure, and the evaluation of the base model and of every run in use."""
+    """Every table and figure, the claims, and the evaluations of the base model and of both
+    checkpoints of every run in use."""
     named = [n for t in (GROUPS, FIGURES) for names in t.values() for n in names]
+    runs = [run for _, run in seeded(dict.fromkeys(named + CLAIM_EVALS), str)]
     out = [f"{R}/config/workflow.yaml", suite_file("base")]
-    out += [p for _, p in seeded(dict.fromkeys(named), suite_file)]
+    out += [suite_file(run, c) for run in runs for c in CHECKPOINTS]
     out += [f for kind in TABLE_GROUPS for f in table_files(kind)]
-    return out + [f for kind in FIGURE_KINDS for f in figure_files(kind)]
+    return (
+        out + [f for kind in FIGURE_KINDS for f in figure_files(kind)] + claims_files()
+    )
 
 
 def res(kind):

@@ -1,6 +1,6 @@
 # Data. Scale tiny: the embedded task's splits (luffy make-task). Scale paper: the OpenR1
 # training prompts with their R1 traces, the held-out prompts of SFT->RL and the in-training
-# validation parquet (spec §3); the benchmark parquets are read in place by the eval rule.
+# validation parquet (method §3); the benchmark parquets are read in place by the eval rule.
 
 
 rule section_config:

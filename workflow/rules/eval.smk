@@ -1,25 +1,50 @@
-# Evaluation of the base model ("base") and of every run's final model on the benchmark suite
-# (tiny: test_id and test_ood; paper: six math benchmarks and three OOD ones, spec §5.2).
+# Evaluation on the benchmark suite (tiny: test_id and test_ood; paper: six math benchmarks and
+# three OOD ones, method §5.2) of the base model and of both checkpoints of every run: final
+# (model/) and best_val (best_val/, the best validation after step 0). The best_val job starts
+# after the final one and copies its samples when the weights are the same (best_val.json's step
+# is the last step), saying so in suite.json under reused_samples.
 
 
-rule evaluate:
+rule evaluate_base:
     input:
-        model=lambda wildcards: model_marker(wildcards.model),
+        model=BASE_MARKER,
         # the test splits (tiny); the paper's benchmark files are read in place
         data=[data_file("test_id"), data_file("test_ood")] if SCALE == "tiny" else [],
     output:
-        f"{R}/eval/{{model}}/suite.json",
+        suite_file("base"),
     log:
-        f"{R}/logs/eval/{{model}}.log",
-    wildcard_constraints:
-        model=f"base|{RUN_WILDCARD}",
+        f"{R}/logs/eval/base.log",
     conda:
         CONDA_ENV
     threads: RES["eval"]["threads"]
     resources:
         **res("eval"),
     params:
-        model=lambda wildcards: model_dir(wildcards.model),
+        model=lambda wildcards, input: Path(input.model).parent,
+        out=lambda wildcards, output: Path(output[0]).parent,
+        args=eval_args,
+    shell:
+        "OMP_NUM_THREADS={threads} python -m luffy evaluate --model {params.model}"
+        " --out {params.out} {params.args} --no-progress > {log} 2>&1"
+
+
+rule evaluate:
+    input:
+        unpack(eval_inputs),
+    output:
+        f"{R}/eval/{{run}}/{{checkpoint}}/suite.json",
+    log:
+        f"{R}/logs/eval/{{run}}/{{checkpoint}}.log",
+    wildcard_constraints:
+        run=RUN_WILDCARD,
+        checkpoint="|".join(CHECKPOINTS),
+    conda:
+        CONDA_ENV
+    threads: RES["eval"]["threads"]
+    resources:
+        **res("eval"),
+    params:
+        model=lambda wildcards: model_dir(wildcards.run, wildcards.checkpoint),
         out=lambda wildcards, output: Path(output[0]).parent,
         args=eval_args,
     shell:

@@ -50,14 +50,61 @@ def train_sets(wildcards, input):
     return " ".join(f"--set {shlex.quote(s)}" for s in sets)
 
 
+def eval_inputs(wildcards):
+    """A run's summary.json (its models are complete), the test splits (tiny; the paper's benchmark
+    files are read in place) and, for best_val, the final model's evaluation to reuse.
+    """
+    out = {
+        "model": model_marker(wildcards.run),
+        "data": (
+            [data_file("test_id"), data_file("test_ood")] if SCALE == "tiny" else []
+        ),
+    }
+    if wildcards.checkpoint == "best_val":
+        out["final"] = suite_file(wildcards.run, "final")
+    return out
+
+
 def eval_args(wildcards):
+    """``luffy evaluate`` arguments: the suite, data, the checkpoint label and, for a run's best_val,
+    the final evaluation whose samples are reused where the weights are the same (best_val.json's
+    step = the last step: luffy evaluate compares the model's sha256 and the protocol).
+    """
     ev = config["eval"]
-    args = ["--suite", ev["suite"]]
+    label = getattr(wildcards, "checkpoint", "base")
+    args = ["--suite", ev["suite"], "--checkpoint-label", label]
+    if label == "best_val":
+        args += [
+            "--reuse-samples",
+            str(Path(suite_file(wildcards.run, "final")).parent),
+        ]
     if ev.get("config"):
         args += ["--config", ev["config"]]
     tiny = SCALE == "tiny"
     args += ["--data", f"{R}/data" if tiny else config["paper_data"]["eval_dir"]]
     return shlex.join(args + ev.get("args", []))
+
+
+def claims_pairs():
+    """The claims' (NAME@SEED, path) pairs: evaluations (report.checkpoint; the base model once) and
+    run folders, of the experiments in luffy.report.claims that the config has."""
+    evals = [("base", suite_file("base"))]
+    evals += [(f"{e}@{s}", suite_file(f"{e}-s{s}")) for e in CLAIM_EVALS for s in SEEDS]
+    return evals, [
+        (f"{e}@{s}", run_dir(f"{e}-s{s}")) for e in CLAIM_RUNS for s in SEEDS
+    ]
+
+
+def claims_inputs():
+    evals, runs = claims_pairs()
+    return [p for _, p in evals] + [f"{p}/summary.json" for _, p in runs]
+
+
+def claims_args():
+    evals, runs = claims_pairs()
+    opts = [f"--eval {shlex.quote(f'{n}={p}')}" for n, p in evals]
+    opts += [f"--run {shlex.quote(f'{n}={p}')}" for n, p in runs]
+    return " ".join([f"--checkpoint {REPORT_CHECKPOINT}", *opts])
 
 
 def report_pairs(kind):
@@ -79,7 +126,8 @@ def report_inputs(kind):
 
 def report_args(kind):
     evals, runs = report_pairs(kind)
-    opts = [f"--eval {shlex.quote(f'{n}={p}')}" for n, p in evals]
+    opts = [f"--checkpoint {REPORT_CHECKPOINT}"] if evals else []
+    opts += [f"--eval {shlex.quote(f'{n}={p}')}" for n, p in evals]
     return " ".join(opts + [f"--run {shlex.quote(f'{n}={p}')}" for n, p in runs])
 
 

@@ -1,6 +1,6 @@
 # The base model. Scale tiny: pretrain the tiny model on the task (luffy build-model). Scale
 # paper: fetch Qwen2.5-Math-7B and apply the 16k-context config edit and the think chat
-# template (spec §8). A local base model (base_model.source: local) needs no rule.
+# template (method §8). A local base model (base_model.source: local) needs no rule.
 
 
 if BASE["source"] == "build":
@@ -32,7 +32,7 @@ if BASE["source"] == "hub":
 
     rule resolve_base_model:
         """Download the hub model, then edit config.json (rope_theta, max_position_embeddings)
-        and install the chat template, as the paper's "-16k-think" model (spec §8).
+        and install the chat template, as the paper's "-16k-think" model (method §8).
         """
         output:
             model_marker("base"),

@@ -1,5 +1,6 @@
-# Reports: tables (Markdown, CSV, LaTeX) and figures (PNG, PDF), pure functions of the runs'
-# metrics.jsonl / resolved_config.yaml and the evaluations' suite.json (luffy.report).
+# Reports: tables (Markdown, CSV, LaTeX), figures (PNG, PDF) and the claims (CSV, Markdown), pure
+# functions of the runs' metrics.jsonl / resolved_config.yaml and the evaluations' suite.json
+# (luffy.report). The evaluations are those of report.checkpoint (final or best_val) of each run.
 
 
 rule table:
@@ -63,3 +64,31 @@ rule figure:
     shell:
         "MPLBACKEND=Agg python -m luffy report figure --kind {wildcards.kind}"
         " --scale {params.scale} {params.args} --out {params.out} > {log} 2>&1"
+
+
+rule claims:
+    """The paper's claims tested on the runs: claims.csv (the five claims) and claims.md (those and
+    other comparisons), from the evaluations of report.checkpoint and the runs' metrics.jsonl.
+    """
+    input:
+        claims_inputs(),
+    output:
+        csv=report(
+            f"{R}/reports/claims.csv",
+            caption="../report/claims.rst",
+            category="Claims",
+        ),
+        md=f"{R}/reports/claims.md",
+    log:
+        f"{R}/logs/report/claims.log",
+    localrule: True
+    conda:
+        CONDA_ENV
+    threads: RES["report"]["threads"]
+    resources:
+        **res("report"),
+    params:
+        args=claims_args(),
+        out=lambda wildcards, output: Path(output.md).with_suffix(""),
+    shell:
+        "python -m luffy report claims {params.args} --out {params.out} > {log} 2>&1"

@@ -19,8 +19,10 @@ Deliberate deviations from the reference implementation (method §1.8):
 * ``norm_length=None`` divides by T, the padded width of the batch passed in; the reference's L is the
   padded width too, which equals ``max_response_length`` because it always pads to it. The trainer
   passes ``norm_length`` explicitly.
-* Data-parallel scaling (÷ D ranks) and the reference's sum of per-micro-batch entropy means are not
-  reproduced here; the trainer averages micro-batch losses (see ``luffy.train``).
+* Every reduction is over the whole batch an optimizer step sees (``totals``), so a loss computed in
+  parts (micro-batches, workers) adds up to the same value; the reference's ÷ D ranks is the constant
+  ``norm_ranks``, and its sum of per-micro-batch entropy means is matched by the coefficient, not
+  reproduced (method §1.3, "effective objective").
 """
 
 from __future__ import annotations

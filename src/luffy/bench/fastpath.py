@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from . import BenchError
 from .common import envelope, finish, random_prompts, smollm2_shaped_model
 
 SIZES = {
@@ -106,16 +107,29 @@ def _worker(name: str, dtype: str, variant: str, shape: tuple[int, int, int], re
            else "ru_maxrss (upper bound)"})
 
 
-def _in_worker(*args) -> dict[str, Any]:
+def _in_worker(*args, limit_s: float = 1800) -> dict[str, Any]:
+    """Run one measurement in a fresh process; a worker that dies is an error, not a wait."""
+    import queue
+
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     p = ctx.Process(target=_worker, args=(*args, q))
     p.start()
+    deadline = time.monotonic() + limit_s
     try:
-        out = q.get(timeout=1800)
+        while True:
+            try:
+                return q.get(timeout=1.0)
+            except queue.Empty:
+                if not p.is_alive():
+                    raise BenchError(f"fastpath: the measuring process for {args[:3]} exited with status "
+                                     f"{p.exitcode} without a result") from None
+                if time.monotonic() > deadline:
+                    raise BenchError(f"fastpath: no result for {args[:3]} within {limit_s:.0f} s") from None
     finally:
         p.join(timeout=60)
-    return out
+        if p.is_alive():
+            p.kill()
 
 
 def _max_diff(name: str, shape) -> dict[str, float]:

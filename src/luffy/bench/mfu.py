@@ -118,7 +118,7 @@ def update_step(model, optim, sched, batch, micro: int, *, pad_id: int, spec) ->
     """One optimizer step of the trainer's update (:func:`luffy.train.update.run_update`, the code the
     trainer and the distributed workers run) on ``batch``; returns its wall seconds."""
     from luffy.train.tensors import collate
-    from luffy.train.update import Micro, run_update
+    from luffy.train.update import Micro, run_update, with_totals
 
     prompts, resps, off, adv = batch
     n = len(prompts)
@@ -128,8 +128,8 @@ def update_step(model, optim, sched, batch, micro: int, *, pad_id: int, spec) ->
         idx = list(range(s, min(n, s + micro)))
         mb = collate([prompts[i] for i in idx], [resps[i] for i in idx], [off[i] for i in idx], pad_id)
         old = torch.zeros(mb.resp_mask.shape, dtype=torch.float32)         # [m, R]; value irrelevant here
-        micros.append(Micro(mb, len(idx) / n, old, adv[idx], torch.tensor([o[0] for o in off[s: s + micro]])))
-    res = run_update(model, optim, sched, [micros], spec)
+        micros.append(Micro(mb, old, adv[idx], torch.tensor([o[0] for o in off[s: s + micro]])))
+    res = run_update(model, optim, sched, [with_totals(micros)], spec)
     if res.bad:
         raise BenchError("mfu: the update produced a non-finite loss or gradient")
     return time.perf_counter() - t0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 from pathlib import Path
 
 from ..config import ConfigError
@@ -35,6 +36,12 @@ def _positive(text: str) -> int:
     return value
 
 
+def _label(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", text):
+        raise argparse.ArgumentTypeError(f"expected letters, digits, '_', '.' or '-', got {text!r}")
+    return text
+
+
 def cmd_evaluate(a: argparse.Namespace) -> int:
     os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")  # keep stdout for the JSON summary
     from ..eval.protocol import load_eval_config
@@ -45,9 +52,13 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     if cfg.suite != a.suite:
         raise ConfigError(f"--suite {a.suite} but {path} is a {cfg.suite} config")
     names = [n.strip() for n in a.benchmarks.split(",") if n.strip()] if a.benchmarks is not None else None
+    if a.reuse_samples is not None and not Path(a.reuse_samples).is_dir():
+        raise ConfigError(f"--reuse-samples {a.reuse_samples}: not an evaluation folder")
     suite = evaluate(a.model, cfg, a.out, benchmarks=names, data=a.data, engine=a.engine, k=a.k, limit=a.limit,
-                     progress=not a.no_progress)
-    print(json.dumps({key: suite[key] for key in ("suite", "engine", "averages", "skipped")}
+                     progress=not a.no_progress, checkpoint=a.checkpoint_label, reuse_from=a.reuse_samples)
+    reused = suite["reused_samples"]["benchmarks"] if suite["reused_samples"] else None
+    print(json.dumps({key: suite[key] for key in ("suite", "checkpoint", "engine", "averages", "skipped")}
+                     | {"reused_samples": reused}
                      | {"accuracy": {n: b["accuracy"] for n, b in suite["benchmarks"].items()}}, indent=1))
     return 0
 
@@ -66,5 +77,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--limit", type=_positive, default=None, help="first N questions of each benchmark")
     e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set sampling.max_new_tokens=64 (repeatable)")
+    e.add_argument("--checkpoint-label", default=None, metavar="LABEL", type=_label,
+                   help="which model of a run this is (e.g. final, best_val, base); recorded as 'checkpoint'")
+    e.add_argument("--reuse-samples", default=None, metavar="EVAL_DIR",
+                   help="an earlier --out: copy its samples of benchmarks evaluated from the same weights under "
+                        "the same protocol instead of generating them (recorded in suite.json)")
     e.add_argument("--no-progress", action="store_true")
     e.set_defaults(fn=cmd_evaluate)

@@ -14,6 +14,13 @@ Per benchmark, under ``out_dir/<benchmark>/``:
 paper's averages: unweighted means of the math and OOD groups (``math_avg``, ``ood_avg``; tiny:
 ``id``, ``ood``), each saying which benchmarks it covers and which are missing.
 
+Checkpoint label and reuse: ``checkpoint`` (e.g. ``final``, ``best_val``, ``base``) names which model
+of a run this is; it is recorded in ``protocol.json``, every ``summary.json`` protocol and
+``suite.json`` (key ``checkpoint``) and does not change the samples. ``reuse_from`` names an earlier
+evaluation folder: a benchmark whose samples there were made from the same weights under the same
+protocol is not generated again, its samples are copied (:func:`luffy.eval.samples.reuse_samples`);
+``suite.json`` says which were reused and why under ``reused_samples``.
+
 This module drives a run (set-up, engine, generation and grading batches); the sample store and the
 protocol check are :mod:`luffy.eval.samples`, the two summaries :mod:`luffy.eval.summary`.
 
@@ -49,7 +56,14 @@ from luffy.eval.protocol import (
     model_fingerprint,
     vllm_available,
 )
-from luffy.eval.samples import SAMPLES, BenchmarkJob, append_samples, check_protocol, read_complete
+from luffy.eval.samples import (
+    SAMPLES,
+    BenchmarkJob,
+    append_samples,
+    check_protocol,
+    read_complete,
+    reuse_samples,
+)
 from luffy.eval.summary import SUITE, SUMMARY, suite_summary, summarize
 from luffy.utils.files import atomic_write_json
 
@@ -67,12 +81,16 @@ def evaluate(
     progress: bool = True,
     pool: Any = None,
     cache_dir: str | Path | None = None,
+    checkpoint: str | None = None,
+    reuse_from: str | Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``model_path`` on the suite of ``cfg``; write the outputs above; return the suite summary.
 
     ``benchmarks`` (default: the config's) must all have data; ``data`` overrides ``cfg.data``;
     ``engine`` ("hf"/"vllm") overrides ``cfg.engine``; ``k`` overrides every benchmark's k; ``limit``
-    keeps the first N questions of each benchmark; ``pool`` is a GradingPool (default: the shared one).
+    keeps the first N questions of each benchmark; ``pool`` is a GradingPool (default: the shared one);
+    ``checkpoint`` is the recorded label of the model; ``reuse_from`` an evaluation folder whose samples
+    of the same weights and protocol are copied instead of generated (module docstring).
     """
     t_start = time.perf_counter()
     out_dir = Path(out_dir)
@@ -101,9 +119,18 @@ def evaluate(
         jobs.append(BenchmarkJob(name, questions[:limit] if limit else questions, protocol, out_dir / name))
 
     header = {"model_path": str(model_path.resolve()), "model_sha256": fingerprint["sha256"], "engine": kind,
-              "dtype": cfg.dtype, "chat_template_sha256": _template_sha256(tokenizer, cfg.template)}
+              "dtype": cfg.dtype, "chat_template_sha256": _template_sha256(tokenizer, cfg.template),
+              "checkpoint": checkpoint}
+    reused: dict[str, Any] | None = None
+    if reuse_from is not None:
+        reused = {"from": str(Path(reuse_from).resolve()), "benchmarks": [], "why": {}}
     for job in jobs:
         check_protocol(job, header)
+        if reused is not None:
+            copied, why = reuse_samples(job, header, Path(reused["from"]))
+            reused["why"][job.name] = why
+            if copied:
+                reused["benchmarks"].append(job.name)
         job.done = read_complete(job.folder / SAMPLES, job.protocol)
         job.prompt_ids = [_prompt_ids(tokenizer, q, job.protocol) for q in job.questions]
         _warn_lossy_tokenizer(tokenizer, job)
@@ -116,9 +143,13 @@ def evaluate(
                 timing[job.name] = _run_job(job, eng, tokenizer, cfg, pool, progress)
     versions = library_versions(kind)
     for job in jobs:
-        summary = summarize(job, header, fingerprint, versions, cfg, timing.get(job.name))
+        t = timing.get(job.name)
+        if reused is not None and job.name in reused["benchmarks"] and t is None:
+            t = {"questions_generated": 0, "reused_from": str(Path(reused["from"]) / job.name)}
+        summary = summarize(job, header, fingerprint, versions, cfg, t)
         atomic_write_json(job.folder / SUMMARY, summary)
     suite = suite_summary(out_dir, cfg, header, missing)
+    suite["reused_samples"] = reused
     suite["wall_seconds"] = round(time.perf_counter() - t_start, 3)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / SUITE, suite)

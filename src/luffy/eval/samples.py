@@ -10,13 +10,20 @@ samples and rewrites the file without the others, so only those are generated ag
 line (a killed append) is dropped.
 
 ``protocol.json`` records how the samples were made: the resolved
-:class:`~luffy.eval.protocol.BenchmarkProtocol`, model fingerprint, engine, dtype and chat template.
-:func:`check_protocol` refuses (one-line ConfigError) to add to samples made under another one.
+:class:`~luffy.eval.protocol.BenchmarkProtocol`, model fingerprint, engine, dtype and chat template,
+plus two labels that do not change the samples (:data:`LABELS`: the model's path and the
+checkpoint label, e.g. ``final`` or ``best_val``). :func:`check_protocol` refuses (one-line
+ConfigError) to add to samples made under another protocol; :func:`reuse_samples` copies another
+folder's samples of the same benchmark when they were made under the same protocol, model
+fingerprint included (the same weights evaluated twice, e.g. a run whose best-validation
+checkpoint is its final model).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +39,8 @@ from luffy.utils.jsonl import JsonlError, append_jsonl, read_jsonl_lines, write_
 SAMPLES, PROTOCOL = "samples.jsonl", "protocol.json"
 STATUSES = ("ok", "timeout", "error")
 FINISH_REASONS = ("stop", "length")
+#: Header keys that say where a model is and what it is called, not how its samples were made.
+LABELS = ("model_path", "checkpoint")
 
 
 @dataclass
@@ -52,8 +61,7 @@ class BenchmarkJob:
 
 def check_protocol(job: BenchmarkJob, header: dict[str, Any]) -> None:
     """Write ``protocol.json``; when samples exist, first check that their protocol matches this run."""
-    want = {**header, "protocol": job.protocol.model_dump(mode="json")}
-    want.pop("model_path")  # the same weights may be evaluated from another path
+    want = _comparable({**header, "protocol": job.protocol.model_dump(mode="json")})
     path, samples = job.folder / PROTOCOL, job.folder / SAMPLES
     has_samples = samples.is_file() and samples.stat().st_size > 0
     if path.is_file() and has_samples:
@@ -61,15 +69,49 @@ def check_protocol(job: BenchmarkJob, header: dict[str, Any]) -> None:
             have = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
             raise ConfigError(f"{path}: not valid JSON ({e.msg}); delete it together with {SAMPLES}") from None
-        have.pop("model_path", None)
-        diff = _diff(have, want)
+        diff = _diff(_comparable(have), want)
         if diff:
             raise ConfigError(f"{job.folder}: earlier samples were made with another protocol ({'; '.join(diff[:3])});"
                               " use another --out or delete that folder")
     elif has_samples:
         raise ConfigError(f"{samples}: exists without {PROTOCOL}; cannot tell how it was made (delete it)")
     job.folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(path, {**want, "model_path": header["model_path"]})
+    atomic_write_json(path, {**want, **{k: header[k] for k in LABELS if k in header}})
+
+
+def _comparable(record: dict[str, Any]) -> dict[str, Any]:
+    """A protocol record without :data:`LABELS` (the same weights may be evaluated from another path or
+    under another checkpoint label)."""
+    return {k: v for k, v in record.items() if k not in LABELS}
+
+
+def reuse_samples(job: BenchmarkJob, header: dict[str, Any], source: Path) -> tuple[bool, str]:
+    """Copy ``source/<benchmark>/samples.jsonl`` into ``job.folder`` when ``source``'s ``protocol.json``
+    equals this job's (model fingerprint, engine, dtype, chat template and sampling protocol; the
+    :data:`LABELS` aside), replacing any samples there. Returns (copied, why) -- ``why`` is recorded.
+
+    The same weights under the same protocol make the samples this job would make: vLLM's sample by
+    sample (seeds are per question), the HF engine's in distribution (its random stream follows the
+    batch layout, as on resume). Call after :func:`check_protocol`, before :func:`read_complete`.
+    """
+    src = source / job.name
+    if not (src / SAMPLES).is_file() or not (src / PROTOCOL).is_file():
+        return False, f"not reused: {src} has no {SAMPLES} with a {PROTOCOL}"
+    try:
+        have = json.loads((src / PROTOCOL).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        return False, f"not reused: {src / PROTOCOL} is not valid JSON ({e.msg})"
+    want = _comparable({**header, "protocol": job.protocol.model_dump(mode="json")})
+    diff = _diff(_comparable(have), want)
+    if diff:
+        return False, f"not reused: other weights or protocol ({'; '.join(diff[:2])})"
+    dest = job.folder / SAMPLES
+    tmp = dest.with_name(dest.name + ".tmp")
+    job.folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src / SAMPLES, tmp)
+    os.replace(tmp, dest)
+    return True, (f"reused {src / SAMPLES}: same model weights (sha256 {header['model_sha256'][:12]}…) "
+                  "and protocol")
 
 
 def _diff(have: dict[str, Any], want: dict[str, Any], prefix: str = "") -> list[str]:

@@ -39,15 +39,16 @@ def eager_attention_bytes(model: torch.nn.Module, batch: int, q_len: int, kv_len
 
 @contextlib.contextmanager
 def eager_attention_on_cpu(model: torch.nn.Module, batch: int, q_len: int, kv_len: int, *,
-                           keep_for_backward: bool) -> Iterator[bool]:
+                           keep_for_backward: bool, compute_dtype: torch.dtype | None = None) -> Iterator[bool]:
     """Run the block with eager attention if the conditions of the module docstring hold; yields whether
-    it switched. The model's ``"sdpa"`` setting is restored even if the block raises."""
+    it switched. ``compute_dtype``: the dtype the block computes in (autocast), if not the parameters'.
+    The model's ``"sdpa"`` setting is restored even if the block raises."""
     p = next(model.parameters(), None)
     switch = (
         ENABLED
         and p is not None
         and p.device.type == "cpu"
-        and p.dtype in (torch.bfloat16, torch.float16)
+        and (compute_dtype or p.dtype) in (torch.bfloat16, torch.float16)
         and hasattr(model, "set_attn_implementation")
         and getattr(getattr(model, "config", None), "_attn_implementation", None) == "sdpa"
         and eager_attention_bytes(model, batch, q_len, kv_len, keep_for_backward=keep_for_backward) <= MAX_BYTES

@@ -1,12 +1,15 @@
 """Tables and figures of the study, pure functions of the JSON/JSONL results (method §6).
 
 * :mod:`luffy.report.results` -- read ``metrics.jsonl``, ``resolved_config.yaml``, ``suite.json``;
-  metric series over seeds (mean and standard error from :func:`luffy.utils.stats.mean_se`).
-* :mod:`luffy.report.tables`  -- paper Table 1 / Table 4 / γ-sweep layouts as Markdown, CSV, LaTeX.
+  metric series over seeds (mean and standard error from :func:`luffy.utils.stats.mean_se`); the
+  checkpoint the evaluations of a report are of.
+* :mod:`luffy.report.tables`  -- paper Table 1 / Table 4 / γ-sweep layouts as Markdown, CSV, LaTeX,
+  mean ± 95% confidence interval over seeds.
+* :mod:`luffy.report.claims`  -- the paper's headline claims tested on the runs (paired by seed).
 * :mod:`luffy.report.figures` -- training dynamics, ablation and γ figures, the shaping function.
 * :mod:`luffy.report.labels`  -- display names and the paper's published numbers.
 
-The command line is ``python -m luffy report table|figure`` (:mod:`luffy.cli.report`).
+The command line is ``python -m luffy report table|figure|claims`` (:mod:`luffy.cli.report`).
 """
 
 from luffy.utils.stats import mean_se

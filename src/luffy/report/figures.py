@@ -8,6 +8,8 @@
 * ``validation``       validation accuracy vs step (``val/accuracy``; Fig. 6).
 * ``ablations``        accuracy of the Table 4 variants per benchmark group, with seed error bars.
 * ``gamma_sweep``      accuracy vs γ of f(p) = p/(p+γ) (Fig. 9); γ from each run's config.
+                       These two name the checkpoint of the runs in their title (``checkpoint``:
+                       :func:`luffy.report.results.report_checkpoint`).
 * ``shaping``          f(p) and the gradient weight on the target token's logit,
                        |∂ℓ/∂z_y| / |Â| = f′(p)·p·(1−p) (Fig. 2 middle/right, method §1.4), computed with
                        autograd through :data:`luffy.algos.SHAPINGS`, against the unshaped f(p) = p.
@@ -33,8 +35,15 @@ from matplotlib.ticker import MaxNLocator
 
 from luffy.utils.stats import mean_se
 
-from .labels import PAPER_GAMMA_MATH_AVG, color, experiment_label, group_label, paper_numbers
-from .results import ReportError, Series, Suite, metric_series
+from .labels import (
+    PAPER_GAMMA_MATH_AVG,
+    checkpoint_label,
+    color,
+    experiment_label,
+    group_label,
+    paper_numbers,
+)
+from .results import ReportError, Series, Suite, metric_series, report_checkpoint
 
 Runs = dict[str, list[list[dict[str, Any]]]]  # experiment -> one metrics list per seed
 
@@ -205,8 +214,15 @@ def _avg_keys(evals: dict[str, list[Suite]]) -> list[str]:
     return list(first.groups)
 
 
-def fig_ablations(evals: dict[str, list[Suite]], scale: str) -> Figure:
+def _of_checkpoint(evals: dict[str, list[Suite]], checkpoint: str | None) -> str:
+    """Which checkpoint of the runs the accuracies are (checked against the evaluations), for a title."""
+    ckpt = report_checkpoint(evals, checkpoint)
+    return f"accuracy of the {checkpoint_label(ckpt)}" if ckpt else "accuracy"
+
+
+def fig_ablations(evals: dict[str, list[Suite]], scale: str, checkpoint: str | None = None) -> Figure:
     _require(evals, "ablations")
+    what = _of_checkpoint(evals, checkpoint)
     keys = _avg_keys(evals)
     names = list(evals)
     fig, ax = plt.subplots(figsize=(max(6.4, 1.5 * len(names) + 1.5), 4.6), layout="constrained")
@@ -233,15 +249,17 @@ def fig_ablations(evals: dict[str, list[Suite]], scale: str) -> Figure:
     ax.set_xticklabels([textwrap.fill(experiment_label(n, "table4"), 16) for n in names], fontsize=8)
     ax.set_ylabel("accuracy (%)")
     seeds = {len(v) for v in evals.values()}
-    ax.set_title("Ablations (paper Table 4): final accuracy"
+    ax.set_title(f"Ablations (paper Table 4)\n{what}"
                  + (" -- mean ± SE over seeds" if max(seeds) > 1 else " -- 1 seed"), fontsize=10)
     ax.set_ylim(0, max(5.0, ax.get_ylim()[1] * 1.08))
     ax.legend(loc="upper left", fontsize=8, ncols=2)
     return fig
 
 
-def fig_gamma(evals: dict[str, list[Suite]], gammas: dict[str, float], scale: str) -> Figure:
+def fig_gamma(evals: dict[str, list[Suite]], gammas: dict[str, float], scale: str,
+              checkpoint: str | None = None) -> Figure:
     _require(evals, "gamma_sweep")
+    what = _of_checkpoint(evals, checkpoint)
     missing = sorted(set(evals) - set(gammas))
     if missing:
         raise ReportError(f"figure gamma_sweep: no γ for {missing} (pass --run NAME=RUN_DIR for each)")
@@ -270,8 +288,8 @@ def fig_gamma(evals: dict[str, list[Suite]], gammas: dict[str, float], scale: st
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, max(5.0, ax.get_ylim()[1] * 1.05))
     seeds = {len(v) for v in evals.values()}
-    ax.set_title("LUFFY's shaping parameter γ: final accuracy"
-                 + ("\n(mean ± SE over seeds)" if max(seeds) > 1 else "\n(1 seed)"), fontsize=10)
+    ax.set_title(f"LUFFY's shaping parameter γ\n{what}"
+                 + (" (mean ± SE over seeds)" if max(seeds) > 1 else " (1 seed)"), fontsize=10)
     ax.legend(fontsize=8)
     return fig
 

@@ -49,6 +49,19 @@ BENCHMARK_LABELS: dict[str, str] = {
     "tiny_ood": "OOD test",
 }
 
+# Checkpoint label (luffy evaluate --checkpoint-label) -> what the rows of a report are.
+CHECKPOINT_LABELS: dict[str, str] = {
+    "final": "final model of each run",
+    "best_val": "best-validation checkpoint of each run",
+}
+
+# Checkpoint label -> the sentence of a table's notes that defines it.
+CHECKPOINT_NOTES: dict[str, str] = {
+    "final": "Checkpoint: each run's final model (model/, after the last training step).",
+    "best_val": ("Checkpoint: each run's best-validation model (best_val/: the validation with the highest "
+                 "accuracy after step 0, the earlier step on a tie; the checkpoint the paper reports)."),
+}
+
 # Average key -> column label (the paper's "Avg." after the math and after the OOD columns).
 AVERAGE_LABELS: dict[str, str] = {
     "math_avg": "Avg.",
@@ -107,6 +120,10 @@ def experiment_label(name: str, table: str | None = None) -> str:
     if table == "table4" and name in ABLATION_LABELS:
         return ABLATION_LABELS[name]
     return EXPERIMENT_LABELS.get(name, name)
+
+
+def checkpoint_label(name: str) -> str:
+    return CHECKPOINT_LABELS.get(name, f"checkpoint '{name}' of each run")
 
 
 def benchmark_label(name: str) -> str:

@@ -4,7 +4,10 @@ A *run* folder (``luffy train --out``) holds ``metrics.jsonl`` (one JSON object 
 ``step`` plus metric keys such as ``entropy/all``), ``resolved_config.yaml`` and ``summary.json``.
 An *evaluation* is a ``suite.json`` (``luffy evaluate``): per-benchmark ``accuracy`` in [0, 1]
 under ``benchmarks``, and group averages under ``averages`` whose ``over`` + ``missing`` lists
-name the benchmarks of each group (paper suite: ``math_avg``, ``ood_avg``; tiny: ``id``, ``ood``).
+name the benchmarks of each group (paper suite: ``math_avg``, ``ood_avg``; tiny: ``id``, ``ood``),
+and ``checkpoint``, the label of the evaluated model (``final``, ``best_val``; ``base`` for the base
+model; absent in evaluations made without ``--checkpoint-label``). :func:`report_checkpoint` checks
+that the runs of one table, figure or claims file are evaluations of the same checkpoint.
 
 Seeds: the reports receive several runs/evaluations per experiment name (one per seed) and show
 the mean and the standard error of the mean over seeds (sample std with ddof=1, over √n;
@@ -45,6 +48,25 @@ def parse_pairs(items: list[str], flag: str) -> dict[str, list[Path]]:
     return out
 
 
+def parse_seeded(items: list[str], flag: str) -> dict[str, dict[int | None, Path]]:
+    """``["luffy@0=a", "luffy@1=b", "base=c"]`` -> ``{"luffy": {0: a, 1: b}, "base": {None: c}}``.
+
+    ``NAME@SEED=PATH`` names the seed a result belongs to (the claims pair results by seed);
+    ``NAME=PATH`` is one result for every seed (the base model).
+    """
+    out: dict[str, dict[int | None, Path]] = {}
+    for item in items:
+        key, sep, path = item.partition("=")
+        name, at, seed = key.partition("@")
+        if not sep or not name or not path or (at and not seed.isdigit()):
+            raise ReportError(f"{flag} {item!r}: expected NAME@SEED=PATH (or NAME=PATH for a model without seeds)")
+        s = int(seed) if at else None
+        if s in out.get(name, {}):
+            raise ReportError(f"{flag} {item!r}: {name} has two results for seed {s}")
+        out.setdefault(name, {})[s] = Path(path)
+    return out
+
+
 # ------------------------------------------------------------------------------------ evaluations
 
 
@@ -58,6 +80,7 @@ class Suite:
     groups: dict[str, list[str]]  # average key -> its benchmarks, in suite order
     averages: dict[str, float | None]
     missing: dict[str, list[str]]  # average key -> benchmarks without a result
+    checkpoint: str | None = None  # which model of the run (final, best_val; base); None = not recorded
 
 
 def _read_json(path: Path) -> Any:
@@ -104,7 +127,35 @@ def read_suite(path: str | Path) -> Suite:
         missing[key] = list(avg["missing"])
         for name in avg["missing"]:
             benchmarks.setdefault(name, None)
-    return Suite(path, str(data["suite"]), benchmarks, groups, averages, missing)
+    checkpoint = data.get("checkpoint")
+    if checkpoint is not None and not isinstance(checkpoint, str):
+        raise ReportError(f"{path}: checkpoint: expected a label or null, got {checkpoint!r}")
+    return Suite(path, str(data["suite"]), benchmarks, groups, averages, missing, checkpoint)
+
+
+#: The one name whose evaluation is not of a run (its single checkpoint is the model itself).
+BASE = "base"
+
+
+def report_checkpoint(evals: dict[str, list[Suite]], checkpoint: str | None) -> str | None:
+    """The checkpoint the runs' evaluations (every name but :data:`BASE`) are of.
+
+    With ``checkpoint`` given, every one of them must record that label (else a ReportError naming the
+    file); without, they must agree, and their label is returned (None when none records one).
+    """
+    runs = [s for name, suites in evals.items() if name != BASE for s in suites]
+    if checkpoint is not None:
+        for s in runs:
+            if s.checkpoint != checkpoint:
+                what = "records no checkpoint" if s.checkpoint is None else f"is of checkpoint {s.checkpoint!r}"
+                raise ReportError(f"{s.path}: the evaluation {what}, the report is of {checkpoint!r} "
+                                  "(luffy evaluate --checkpoint-label)")
+        return checkpoint
+    labels = {s.checkpoint for s in runs}
+    if len(labels) > 1:
+        raise ReportError(f"the evaluations mix checkpoints ({', '.join(sorted(map(str, labels)))}); "
+                          "a report shows one (--checkpoint)")
+    return labels.pop() if labels else None
 
 
 # ------------------------------------------------------------------------------------ runs

@@ -5,10 +5,16 @@ paper scale the six math benchmarks, their "Avg.", the three OOD benchmarks and 
 (Table 1); at tiny scale the in-distribution and out-of-distribution test splits. An "Avg."
 column is left out when its group has a single benchmark (it would repeat that column).
 
-Cells are accuracies in percent: the mean over seeds, "± SE" (standard error over seeds) when
-there are two or more seeds, and at paper scale the paper's published number in parentheses.
-The best mean of each column is bold. Averages are the suite's own per-seed averages (unweighted
-means over the group's benchmarks that have a result), then averaged over seeds.
+Cells are accuracies in percent: the mean over seeds, "± h" when there are two or more seeds, h
+being the half-width of the 95% confidence interval of the mean (Student t over seeds,
+:func:`luffy.utils.stats.estimate`; the CSV gives both ends), and at paper scale the paper's
+published number in parentheses. A row with one seed has no ± (and the notes say so). The best
+mean of each column is bold. Averages are the suite's own per-seed averages (unweighted means over
+the group's benchmarks that have a result), then averaged over seeds.
+
+Checkpoint: the runs' rows are evaluations of one checkpoint of each run (``final`` or
+``best_val``, recorded in every ``suite.json``); the title and notes say which, and
+``build_table(checkpoint=...)`` refuses an evaluation of another one. The base model has one.
 
 Kinds: ``table1`` (methods, base model first), ``table4`` (ablations) and ``gamma`` (one row per
 γ, read from each run's ``resolved_config.yaml`` at ``loss.shaping.gamma``, sorted by γ).
@@ -21,18 +27,20 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from luffy.utils.stats import mean_se
+from luffy.utils.stats import estimate
 
 from .labels import (
+    CHECKPOINT_NOTES,
     PAPER_GAMMA_MATH_AVG,
     average_label,
     benchmark_label,
+    checkpoint_label,
     experiment_label,
     group_label,
     paper_numbers,
 )
 from .labels import TABLE_KINDS as KINDS
-from .results import ReportError, Suite
+from .results import BASE, ReportError, Suite, report_checkpoint
 
 TITLES = {
     "table1": "Table 1 -- accuracy (%) of the base model and each method",
@@ -55,6 +63,12 @@ class Cell:
     se: float | None  # percent
     n: int  # seeds with a value
     paper: float | None = None
+    ci_low: float | None = None  # percent; the 95% t interval of the mean (None with one seed)
+    ci_high: float | None = None
+
+    @property
+    def half_width(self) -> float | None:
+        return None if self.ci_low is None or self.ci_high is None else (self.ci_high - self.ci_low) / 2
 
 
 @dataclass
@@ -72,6 +86,7 @@ class Table:
     rows: list[Row]
     show_paper: bool
     notes: list[str] = field(default_factory=list)
+    checkpoint: str | None = None
 
 
 # ------------------------------------------------------------------------------------ building
@@ -93,17 +108,17 @@ def columns_of(suites: list[Suite]) -> list[Column]:
 
 def _cell(suites: list[Suite], col: Column, paper: dict[str, float]) -> Cell:
     values = [(s.averages if col.is_average else s.benchmarks).get(col.key) for s in suites]
-    present = [100.0 * v for v in values if v is not None]
-    m, se = mean_se(present)
-    return Cell(m, se, len(present), paper.get(col.key))
+    e = estimate(100.0 * v for v in values if v is not None)
+    return Cell(e.mean, e.se, e.n, paper.get(col.key), e.ci_low, e.ci_high)
 
 
 def build_table(kind: str, evals: dict[str, list[Suite]], *, scale: str,
-                gammas: dict[str, float] | None = None) -> Table:
+                gammas: dict[str, float] | None = None, checkpoint: str | None = None) -> Table:
     """The table of ``kind`` from ``evals`` (experiment -> one Suite per seed, in row order).
 
     ``gammas`` (kind ``gamma`` only) maps each experiment to its γ. Paper numbers are shown at
-    ``scale == "paper"``.
+    ``scale == "paper"``. ``checkpoint`` (``final``/``best_val``): the runs' evaluations must be of
+    it; None takes the one they record (:func:`luffy.report.results.report_checkpoint`).
     """
     if kind not in KINDS:
         raise ReportError(f"--kind {kind!r}: expected one of {list(KINDS)}")
@@ -111,6 +126,7 @@ def build_table(kind: str, evals: dict[str, list[Suite]], *, scale: str,
         raise ReportError(f"table {kind}: no evaluations given (--eval NAME=suite.json)")
     all_suites = [s for suites in evals.values() for s in suites]
     columns = columns_of(all_suites)
+    ckpt = report_checkpoint(evals, checkpoint)
     show_paper = scale == "paper"
     names = list(evals)
     if kind == "gamma":
@@ -128,14 +144,26 @@ def build_table(kind: str, evals: dict[str, list[Suite]], *, scale: str,
             paper = paper_numbers(kind, name)
             label = experiment_label(name, kind)
         rows.append(Row(name, label, [_cell(evals[name], c, paper if show_paper else {}) for c in columns]))
-    return Table(kind, TITLES[kind], columns, rows, show_paper, _notes(columns, evals, show_paper, kind))
+    title = TITLES[kind] + (f", {checkpoint_label(ckpt)}" if ckpt else "")
+    notes = _notes(columns, evals, show_paper, kind, ckpt)
+    return Table(kind, title, columns, rows, show_paper, notes, ckpt)
 
 
-def _notes(columns: list[Column], evals: dict[str, list[Suite]], show_paper: bool, kind: str) -> list[str]:
+def _notes(columns: list[Column], evals: dict[str, list[Suite]], show_paper: bool, kind: str,
+           checkpoint: str | None) -> list[str]:
     seeds = sorted({len(v) for v in evals.values()})
     seed_text = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]}–{seeds[-1]}"
-    notes = [f"Accuracy in percent; mean over {seed_text} seed(s)"
-             + (", ± standard error over seeds" if seeds[-1] > 1 else "") + "; the best mean of each column in bold."]
+    if seeds[-1] == 1:
+        spread = "one seed, so no confidence interval (it needs two or more seeds)"
+    else:
+        spread = (f"mean over {seed_text} seeds ± the half-width of the 95% confidence interval of the mean "
+                  "(Student t over seeds)")
+        if seeds[0] == 1:
+            spread += "; a row with one seed has none"
+    notes = [f"Accuracy in percent; {spread}; the best mean of each column in bold."]
+    if checkpoint:
+        base = " The base model has one." if BASE in evals else ""
+        notes.append(CHECKPOINT_NOTES.get(checkpoint, f"Checkpoint: {checkpoint_label(checkpoint)}.") + base)
     missing = sorted({b for suites in evals.values() for s in suites for bs in s.missing.values() for b in bs})
     if missing:
         notes.append("No result for " + ", ".join(benchmark_label(b) for b in missing)
@@ -164,8 +192,8 @@ def _best(table: Table) -> list[float | None]:
 
 def _fmt(cell: Cell, show_paper: bool, bold: bool) -> str:
     text = "–" if cell.mean is None else f"{cell.mean:.1f}"
-    if cell.se is not None:
-        text += f" ± {cell.se:.1f}"
+    if cell.half_width is not None:
+        text += f" ± {cell.half_width:.1f}"
     if bold:
         text = f"**{text}**"
     if show_paper and cell.paper is not None:
@@ -187,17 +215,19 @@ def to_markdown(table: Table) -> str:
 
 
 def to_csv(table: Table) -> str:
-    """Wide CSV: per column ``<key>`` (mean, percent), ``<key>_se`` and, at paper scale, ``<key>_paper``."""
+    """Wide CSV: per column ``<key>`` (mean, percent), ``<key>_ci_low`` / ``<key>_ci_high`` (the 95% t interval
+    over seeds; empty with one seed) and, at paper scale, ``<key>_paper``; ``checkpoint`` on every row."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    head = ["name", "label", "n_seeds"]
+    head = ["name", "label", "checkpoint", "n_seeds"]
     for c in table.columns:
-        head += [c.key, f"{c.key}_se"] + ([f"{c.key}_paper"] if table.show_paper else [])
+        head += [c.key, f"{c.key}_ci_low", f"{c.key}_ci_high"] + ([f"{c.key}_paper"] if table.show_paper else [])
     w.writerow(head)
     for r in table.rows:
-        row: list[object] = [r.name, r.label, max((c.n for c in r.cells), default=0)]
+        ckpt = BASE if r.name == BASE else (table.checkpoint or "")
+        row: list[object] = [r.name, r.label, ckpt, max((c.n for c in r.cells), default=0)]
         for c in r.cells:
-            row += [_num(c.mean), _num(c.se)] + ([_num(c.paper)] if table.show_paper else [])
+            row += [_num(c.mean), _num(c.ci_low), _num(c.ci_high)] + ([_num(c.paper)] if table.show_paper else [])
         w.writerow(row)
     return buf.getvalue()
 
@@ -239,8 +269,8 @@ def to_latex(table: Table) -> str:
             text = "--" if c.mean is None else f"{c.mean:.1f}"
             if best[j] is not None and c.mean == best[j]:
                 text = rf"\textbf{{{text}}}"
-            if c.se is not None:
-                text += rf"{{\scriptsize$\pm${c.se:.1f}}}"
+            if c.half_width is not None:
+                text += rf"{{\scriptsize$\pm${c.half_width:.1f}}}"
             if table.show_paper and c.paper is not None:
                 text += rf" {{\scriptsize({c.paper:.1f})}}"
             cells.append(text)

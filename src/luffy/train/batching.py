@@ -1,5 +1,7 @@
-"""Data order, per-step seeds and the micro-batch plan of a step.
+"""A run's data, its order, per-step seeds and the micro-batch plan of a step.
 
+* :func:`read_run_data`, :func:`drop_long_prompts`, :func:`plan_steps` -- the rows a run trains and
+  validates on, and how many steps that makes;
 * :class:`Sampler` -- seeded epoch permutations of the training rows with a resumable position
   (drop_last, like the reference);
 * :func:`step_seed`, :func:`rng_state` / :func:`set_rng_state` -- what makes a resumed run
@@ -19,14 +21,54 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
-from ..rollout.groups import Member
+from ..config import RunConfig
+from ..data.loaders import load_rows
+from ..data.schema import DataFormatError, TrainRow
+from ..rollout.groups import Member, check_rows_have_traces, encode_prompt
 from .errors import TrainingError
 from .tensors import MicroBatch, collate
-from .update import Micro
+from .update import Micro, with_totals
+
+
+def _rows_of(key: str, path: str) -> list[TrainRow]:
+    """load_rows with the config key in the error (``data.train: <file>: line 3: ...``)."""
+    try:
+        return load_rows(path)
+    except DataFormatError as e:
+        raise DataFormatError(f"{key}: {e}") from None
+
+
+def read_run_data(cfg: RunConfig) -> tuple[list[TrainRow], list[TrainRow]]:
+    """(training rows, validation rows) of a run, checked before any model is loaded."""
+    rows = _rows_of("data.train", cfg.data.train)
+    if cfg.method == "sft" or cfg.group.n_off > 0:
+        check_rows_have_traces(rows, max(1, cfg.group.n_off), cfg.data.train)
+    val = _rows_of("data.val", cfg.data.val) if cfg.data.val else []
+    return rows, val[: cfg.data.val_limit] if cfg.data.val_limit is not None else val
+
+
+def drop_long_prompts(rows: list[TrainRow], tok: Any, limit: int, log: Callable[[str], None]) -> list[TrainRow]:
+    """The rows whose encoded prompt has at most ``limit`` tokens (the reference drops the others)."""
+    kept = [r for r in rows if len(encode_prompt(tok, r)[1]) <= limit]
+    if len(kept) < len(rows):
+        log(f"data: dropped {len(rows) - len(kept)} of {len(rows)} rows with prompts over {limit} tokens")
+    return kept
+
+
+def plan_steps(cfg: RunConfig, n_rows: int) -> tuple[int, int]:
+    """(training steps, optimizer steps) of the whole run."""
+    t = cfg.train
+    if cfg.method == "sft":
+        steps = n_rows // t.prompts_per_step * t.epochs
+        if steps == 0:
+            raise TrainingError(f"{cfg.data.train}: {n_rows} rows < one batch of {t.prompts_per_step}")
+        return steps, steps
+    return t.steps, t.steps * (t.prompts_per_step // t.mini_batch_prompts) * t.ppo_epochs
 
 
 class Sampler:
@@ -108,7 +150,8 @@ def build_plan(layout: StepLayout, members: list[Member], adv: torch.Tensor, old
     """One list of micro-batches per mini-batch; ``old[i]`` = π_old log-probs float[R_i] of member i,
     ``adv`` float[n_members], ``collate_fn`` = :func:`collate_members` with the pad id bound.
 
-    Each micro-batch's weight is its share of the mini-batch's sequences (m / Σm).
+    Each micro-batch carries its mini-batch's totals (:func:`luffy.train.update.with_totals`), so
+    its loss is its additive share of the mini-batch's objective.
     """
     plan: list[list[Micro]] = []
     for mini in layout.minis:
@@ -121,7 +164,6 @@ def build_plan(layout: StepLayout, members: list[Member], adv: torch.Tensor, old
                 old_lp = torch.zeros(mb.resp_mask.shape, dtype=torch.float32)  # [m, R]
                 for j, i in enumerate(idx):
                     old_lp[j, : old[i].shape[0]] = old[i]
-            micros.append(Micro(mb, len(idx) / len(seq_idx), old_lp, adv[idx],
-                                torch.tensor([members[i].is_off for i in idx])))
-        plan.append(micros)
+            micros.append(Micro(mb, old_lp, adv[idx], torch.tensor([members[i].is_off for i in idx])))
+        plan.append(with_totals(micros))
     return plan

@@ -22,8 +22,10 @@ fault injection is :mod:`luffy.train.drills`; the optimizer is :mod:`luffy.train
 
 Deliberate deviations (see also :mod:`luffy.algos.loss`, :mod:`luffy.train.optim`):
 
-* Micro-batch losses are averaged (weighted by sequence count) — the reference averages over
-  data-parallel ranks with one micro-batch each; here a micro-batch plays the role of a rank.
+* Each micro-batch loss is its share of the mini-batch's objective (:mod:`luffy.train.update`), so
+  the step does not depend on ``micro_batch_seqs`` or the number of workers (method §1.3).
+* Weights and optimizer state are fp32; ``model.dtype`` bf16 means bf16 autocast (method §8).
+* The model of the best validation after step 0 is kept in ``best_val/`` (method §5.1).
 * A non-finite loss or gradient skips the optimizer step (logged with the step's prompt ids);
   ``train.max_bad_steps`` consecutive ones stop the run, keeping the last good checkpoint.
 """
@@ -42,29 +44,26 @@ import yaml
 
 from ..algos import group_advantages
 from ..config import RunConfig, dump_config
-from ..data.loaders import load_rows
-from ..data.schema import DataFormatError, TrainRow
 from ..model.load import load_model
 from ..rewards import GradingPool, batch_math_verify_reward
 from ..rollout import SamplingConfig, make_engine
-from ..rollout.groups import Member, build_groups, check_rows_have_traces, encode_prompt, encode_trace
+from ..rollout.groups import Member, build_groups, encode_prompt, encode_trace
 from ..utils.files import atomic_write_text
 from . import batching as B
 from .drills import check_drill_env, drill
 from .errors import NothingToDo, TrainingError
 from .metrics import rl_step_metrics
 from .optim import build_optimizer
-from .run_files import CheckpointManager, MetricsLog, RunPaths, save_final_model, write_summary
+from .run_files import (
+    CheckpointManager,
+    MetricsLog,
+    RunPaths,
+    save_best_model,
+    save_final_model,
+    write_summary,
+)
 from .tensors import MicroBatch
-from .update import Micro, UpdateResult, UpdateSpec, old_logprobs, run_update, summarize
-
-
-def _rows_of(key: str, path: str) -> list[TrainRow]:
-    """load_rows with the config key in the error (``data.train: <file>: line 3: ...``)."""
-    try:
-        return load_rows(path)
-    except DataFormatError as e:
-        raise DataFormatError(f"{key}: {e}") from None
+from .update import Micro, UpdateResult, UpdateSpec, old_logprobs, run_update, summarize, with_totals
 
 
 class Trainer:
@@ -87,57 +86,32 @@ class Trainer:
     # ============================================================================ set-up
     def setup(self) -> None:
         c = self.cfg
-        self.rows, self.val_rows = self._read_data()   # bad data fails before any model is loaded
+        self.rows, self.val_rows = B.read_run_data(c)   # bad data fails before any model is loaded
         self._start_backend()
         torch.manual_seed(c.train.seed)
         random.seed(c.train.seed)
         np.random.seed(c.train.seed)
-        self.model, self.tok = load_model(c.model.path, dtype=c.model.dtype)
+        self.spec = UpdateSpec.from_config(c)           # compute_dtype: bf16 autocast where model.dtype says so
+        self.model, self.tok = load_model(c.model.path, dtype="float32")   # fp32 master weights, always
         if self.tok.pad_token_id is None:
             self.tok.pad_token = self.tok.eos_token
         if c.model.gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
-        self.rows = self._drop_long_prompts(self.rows)
+        self.rows = B.drop_long_prompts(self.rows, self.tok, c.data.max_prompt_tokens, self.log)
         self.model.train()
-        self.total_steps, self.opt_steps_total = self._plan()
+        self.total_steps, self.opt_steps_total = B.plan_steps(c, len(self.rows))
         self.optim, self.sched = self._make_optimizer()
         self.sampler = B.Sampler(len(self.rows), c.train.prompts_per_step, c.train.seed)
         if c.method == "rl" or self.val_rows:
             self.engine = make_engine(c.rollout.engine, model=self.model, model_path=c.model.path,
                                       tokenizer=self.tok, max_batch_size=c.rollout.max_batch_size,
+                                      autocast_dtype=self.spec.compute_dtype,
                                       enforce_eager=c.rollout.vllm_enforce_eager,
                                       gpu_memory_utilization=c.rollout.vllm_gpu_memory_utilization,
                                       tensor_parallel_size=c.rollout.vllm_tensor_parallel_size,
                                       max_model_len=c.data.max_prompt_tokens + c.data.max_response_tokens)
         self.ckpt = CheckpointManager(self.paths.checkpoints, keep=c.train.keep_checkpoints)
         self.pool = GradingPool(num_workers=min(2, os.cpu_count() or 1))
-
-    def _read_data(self) -> tuple[list[TrainRow], list[TrainRow]]:
-        c = self.cfg
-        rows = _rows_of("data.train", c.data.train)
-        if c.method == "sft" or c.group.n_off > 0:
-            check_rows_have_traces(rows, max(1, c.group.n_off), c.data.train)
-        val = _rows_of("data.val", c.data.val) if c.data.val else []
-        return rows, val[: c.data.val_limit] if c.data.val_limit is not None else val
-
-    def _drop_long_prompts(self, rows: list[TrainRow]) -> list[TrainRow]:
-        limit = self.cfg.data.max_prompt_tokens
-        kept = [r for r in rows if len(encode_prompt(self.tok, r)[1]) <= limit]
-        if len(kept) < len(rows):
-            self.log(f"data: dropped {len(rows) - len(kept)} of {len(rows)} rows with prompts over {limit} tokens")
-        return kept
-
-    def _plan(self) -> tuple[int, int]:
-        """(training steps, optimizer steps) of the whole run."""
-        c = self.cfg
-        if c.method == "sft":
-            steps = len(self.rows) // c.train.prompts_per_step * c.train.epochs
-            if steps == 0:
-                raise TrainingError(f"{c.data.train}: {len(self.rows)} rows < one batch of "
-                                    f"{c.train.prompts_per_step}")
-            return steps, steps
-        per_step = (c.train.prompts_per_step // c.train.mini_batch_prompts) * c.train.ppo_epochs
-        return c.train.steps, c.train.steps * per_step
 
     # ============================================================================ steps
     def rl_step(self, step: int) -> dict[str, Any]:
@@ -200,9 +174,9 @@ class Trainer:
             ids, t = encode_trace(self.tok, ptext, r.traces[0].text, c.data.max_response_tokens)
             trunc += int(t)
             seqs.append(Member(0, r, pids, ids, [True] * len(ids), "stop", 0))
-        micros = [Micro(self._micro([seqs[i] for i in idx]), len(idx) / len(seqs))
+        micros = [Micro(self._micro([seqs[i] for i in idx]))
                   for idx in B.chunks(list(range(len(seqs))), c.train.micro_batch_seqs)]
-        upd = self._update([micros], step)
+        upd = self._update([with_totals(micros)], step)
         met = summarize(upd, ("all",))
         return {"actor/sft_loss": met.get("actor/sft_loss", float("nan")),
                 "entropy/all": met["entropy/all"], "entropy/off": met["entropy/all"],
@@ -245,6 +219,7 @@ class Trainer:
                 met.pop("batch_ids", None)
             if step == self.total_steps or (c.train.val_every and step % c.train.val_every == 0):
                 met.update(self.validate(step))
+                self._keep_if_best(step, met.get("val/accuracy"))
             self.metrics.append({"step": step, **met})
             drill("metrics", step)
             if self._bad_streak >= c.train.max_bad_steps:
@@ -278,12 +253,19 @@ class Trainer:
                                 f"written with ({self.paths.config}); use a new --out or delete the folder")
         atomic_write_text(self.paths.config, resolved)
         self.setup()
-        self._bad_streak = 0
+        self._bad_streak, self._best = 0, None
         start = self._resume()
         self.metrics.open_tensorboard()
         if start == 0 and (v0 := self.validate(0)):
             self.metrics.append({"step": 0, **v0})
         return start
+
+    def _keep_if_best(self, step: int, score: float | None) -> None:
+        """Save ``best_val/`` when this validation beats every earlier one after step 0."""
+        if score is None or (self._best is not None and score <= self._best[1]):
+            return
+        self._best = [step, score]
+        save_best_model(self.model, self.tok, self.paths, step, score)
 
     def _resume(self) -> int:
         """Restore the newest complete checkpoint (``--resume auto``); return its step (0 for none)."""
@@ -298,12 +280,15 @@ class Trainer:
         B.set_rng_state(ck["rng"])
         self.sampler.load(ck["state"]["sampler"])
         self._bad_streak = ck["state"]["bad_streak"]
+        self._best = ck["state"].get("best_val")
         self.metrics.truncate(step)
         self.log(f"resume: continuing from {path} (step {step} of {self.total_steps})")
         return step
 
     def _finish(self) -> dict[str, Any]:
         save_final_model(self.model, self.tok, self.paths.model)
+        if self._best is None:  # no validation data: the best-validation model is the final one
+            save_best_model(self.model, self.tok, self.paths, self.total_steps, None)
         drill("finish", self.total_steps)
         recs = self.metrics.read()
         vals = [r["val/accuracy"] for r in recs if "val/accuracy" in r]
@@ -312,8 +297,11 @@ class Trainer:
             "method": self.cfg.method, "steps": self.total_steps, "engine": self.cfg.rollout.engine,
             "val_accuracy_start": vals[0] if vals else None,
             "val_accuracy_final": vals[-1] if vals else None,
+            "best_val_step": self._best[0] if self._best else None,
+            "best_val_accuracy": self._best[1] if self._best else None,
             "seconds_per_step_mean": float(np.mean(times)) if times else None,
             "model": str(self.paths.model),
+            "best_val_model": str(self.paths.best_model),
         }
         write_summary(self.paths.summary, summary)
         self.close()
@@ -364,15 +352,20 @@ class Trainer:
 
     def _old_logprobs(self, batches: list[MicroBatch]) -> list[torch.Tensor]:
         """logp float[m, R] of each batch under the current weights."""
-        lps = old_logprobs(self.model, batches, self.cfg.rollout.temperature)
+        lps = old_logprobs(self.model, batches, self.cfg.rollout.temperature, compute_dtype=self.spec.compute_dtype)
         return [lps[j] for j in range(len(batches))]
 
     def _update(self, plan: list[list[Micro]], step: int) -> UpdateResult:
-        return run_update(self.model, self.optim, self.sched, plan, UpdateSpec.from_config(self.cfg),
+        return run_update(self.model, self.optim, self.sched, plan, self.spec,
                           after_backward=lambda: drill("update", step))
 
+    def _state(self, step: int, bad_streak: int) -> dict[str, Any]:
+        """The driver's part of a checkpoint."""
+        return {"step": step, "sampler": self.sampler.state(), "bad_streak": bad_streak, "best_val": self._best,
+                "rng": B.rng_state()}
+
     def _checkpoint(self, step: int, bad_streak: int) -> None:
-        state = {"step": step, "sampler": self.sampler.state(), "bad_streak": bad_streak, "rng": B.rng_state()}
+        state = self._state(step, bad_streak)
         self.ckpt.save(step, self.model, self.optim, self.sched, state, midway=lambda: drill("checkpoint", step))
 
     def _restore(self, path: Path) -> dict[str, Any]:

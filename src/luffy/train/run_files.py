@@ -13,6 +13,10 @@
   never picked up by :meth:`CheckpointManager.latest`. Older ones beyond ``keep`` are deleted only
   after a new one is complete;
 * ``model/`` -- the final HF model (written to a temporary folder, then renamed);
+* ``best_val/`` + ``best_val.json`` -- the model of the validation with the highest accuracy after
+  step 0 (ties: the earlier step), rewritten whenever a validation beats it, and its step and score
+  (the reference keeps the checkpoint with the best validation average, method §5.1); a run without
+  validation data gets the final model there (score null);
 * ``summary.json`` -- written last: its presence means the run is finished.
 """
 
@@ -64,6 +68,14 @@ class RunPaths:
     @property
     def tensorboard(self) -> Path:
         return self.out / "tb"
+
+    @property
+    def best_model(self) -> Path:
+        return self.out / "best_val"
+
+    @property
+    def best_info(self) -> Path:
+        return self.out / "best_val.json"
 
 
 # ------------------------------------------------------------------------------------------ metrics
@@ -133,6 +145,12 @@ def save_final_model(model: torch.nn.Module, tok: Any, dest: Path) -> None:
     if dest.exists():
         shutil.rmtree(dest)
     os.replace(tmp, dest)
+
+
+def save_best_model(model: torch.nn.Module, tok: Any, paths: RunPaths, step: int, score: float | None) -> None:
+    """Replace ``best_val/`` by this model, then ``best_val.json`` (its step and validation accuracy)."""
+    save_final_model(model, tok, paths.best_model)
+    atomic_write_text(paths.best_info, json.dumps({"step": step, "val_accuracy": score}, indent=1))
 
 
 def write_summary(path: Path, summary: dict[str, Any]) -> None:

@@ -63,11 +63,14 @@ LOGIT_CHUNK_ELEMENTS = 1 << 24
 
 
 def token_logprobs(model: torch.nn.Module, mb: MicroBatch, *, temperature: float = 1.0,
-                   with_entropy: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+                   with_entropy: bool = True,
+                   compute_dtype: str | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(logp float[m,R], entropy float[m,R] or None) of the response tokens under ``model``.
 
     Logits are divided by the sampling temperature, as the reference does when recomputing
-    old log-probs (method §1.0 step 6). Computed in float32.
+    old log-probs (method §1.0 step 6). Computed in float32. ``compute_dtype="bfloat16"``: the model's
+    forward runs under ``torch.autocast`` in bf16 (fp32 weights, bf16 matmuls); log-softmax and
+    entropy stay float32.
 
     Memory/compute (same values as :func:`token_logprobs_reference`, up to float rounding):
 
@@ -84,7 +87,10 @@ def token_logprobs(model: torch.nn.Module, mb: MicroBatch, *, temperature: float
     r_w = mb.input_ids.shape[1] - mb.prompt_width
     kwargs = {"logits_to_keep": r_w + 1} if _takes_logits_to_keep(model) else {}
     m, t = mb.input_ids.shape
-    with eager_attention_on_cpu(model, m, t, t, keep_for_backward=torch.is_grad_enabled()):
+    cdt = getattr(torch, compute_dtype) if compute_dtype else None
+    dev = mb.input_ids.device.type
+    with eager_attention_on_cpu(model, m, t, t, keep_for_backward=torch.is_grad_enabled(), compute_dtype=cdt), \
+            torch.autocast(dev, dtype=cdt or torch.bfloat16, enabled=cdt is not None):
         out = model(input_ids=mb.input_ids, attention_mask=mb.attn, position_ids=mb.position, use_cache=False,
                     **kwargs)
     logits = out.logits[:, -(r_w + 1): -1]                                   # [m, R, V], model dtype

@@ -13,8 +13,9 @@ of :class:`Micro` -- and every rank receives the whole plan:
   in forward and reduce-scatters in backward are collectives); a rank with fewer micro-batches
   repeats the mini-batch's first one with weight 0 (a *padding pass*; its gradient is 0);
 * the workers' gradient reduction is a plain sum (``set_gradient_divide_factor(1)``): each micro-batch
-  loss is already weighted by its share of the mini-batch's sequences, ``w = m / Σm``, so the summed
-  gradient is the single process's gradient up to the order of float additions;
+  loss is its additive share of the mini-batch's loss (every term is normalised by the mini-batch's
+  totals, :class:`MiniTotals`), so the summed gradient is the single process's gradient up to the
+  order of float additions, whatever the micro-batch size and the number of workers;
 * "any micro-batch non-finite" is agreed on by all ranks (``any_bad``), and the grad-norm is the
   global one (FSDP2's DTensor norm), so every rank takes or skips the same optimizer steps.
 
@@ -27,50 +28,92 @@ Deliberate deviations (see also :mod:`luffy.train.loop`):
 * With W > 1, a micro-batch whose loss is not finite is still back-propagated (the other ranks are
   inside the same collectives); its NaN gradient is discarded with the skipped step. With W = 1 the
   mini-batch stops at that micro-batch, as before.
-* A micro-batch's SFT loss is weighted ``loss · (m / Σm)``; the single-process trainer used to compute
-  ``loss · m / Σm`` (the same value up to one rounding).
+
+The objective of one optimizer step (method §1.3, "Effective objective"), over the mini-batch B::
+
+    J = pg(B) − entropy_coef · H̄(B) [+ sft_coef · SFT(B)]
+
+pg is the aggregation of the token losses over all of B (``token_sum_norm``: Σ_B M·ℓ / (L·D)); H̄ and
+SFT are token means over all of B. The reference instead sums per-micro-batch entropy (and SFT) means
+over its dynamic micro-batches, so its effective coefficient is c·K (K micro-batches per rank); the
+paper config multiplies the reference's coefficients by its K (method §1.6) instead of copying the
+dependence on the partition.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import torch
 
-from ..algos import LossConfig, entropy_bonus, policy_loss, sft_loss
+from ..algos import BatchTotals, LossConfig, entropy_bonus, policy_loss, sft_loss
+from ..model.load import pick_dtype
 from .tensors import MicroBatch, token_logprobs
 
 ENTROPY_KEYS = ("all", "on", "off")
+
+
+@dataclass(frozen=True)
+class MiniTotals:
+    """Sizes of a mini-batch, which every micro-batch loss is normalised by: ``all`` = valid response
+    tokens / sequences; ``on_seqs`` / ``off_seqs`` = those of on- / off-policy sequences (the two parts
+    of the RL-w/-SFT-loss objective)."""
+
+    all: BatchTotals
+    on_seqs: BatchTotals
+    off_seqs: BatchTotals
+
+
+def _masks(batch: MicroBatch, seq_off: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(all, on-policy rows, off-policy rows) response masks bool[m, R]."""
+    off = (seq_off if seq_off is not None else torch.zeros(batch.resp_mask.shape[0], dtype=torch.bool))[:, None]
+    return batch.resp_mask, batch.resp_mask & ~off, batch.resp_mask & off
 
 
 @dataclass
 class Micro:
     """One micro-batch of the update (m sequences, prompt width P, response width R).
 
-    ``batch``: the collated tensors (:mod:`luffy.train.tensors`); ``weight``: m / (sequences in the
-    mini-batch). RL only: ``old_logp`` float[m, R] (0 past each response), or None when π_old is the
-    policy being updated (first mini-batch of a one-epoch step: the update's own log-probs, detached,
-    are used; no separate pass), ``adv`` float[m], ``seq_off`` bool[m] (the sequence is off-policy).
+    ``batch``: the collated tensors (:mod:`luffy.train.tensors`); ``totals``: the sizes of its
+    mini-batch (:func:`with_totals`; None = the micro-batch is the whole mini-batch). RL only:
+    ``old_logp`` float[m, R] (0 past each response), or None when π_old is the policy being updated
+    (first mini-batch of a one-epoch step: the update's own log-probs, detached, are used; no separate
+    pass), ``adv`` float[m], ``seq_off`` bool[m] (the sequence is off-policy).
     """
 
     batch: MicroBatch
-    weight: float
     old_logp: torch.Tensor | None = None
     adv: torch.Tensor | None = None
     seq_off: torch.Tensor | None = None
+    totals: MiniTotals | None = None
+
+    def own_totals(self) -> MiniTotals:
+        return MiniTotals(*(BatchTotals.of(m) for m in _masks(self.batch, self.seq_off)))
 
     def to(self, device: torch.device | str) -> Micro:
         b = self.batch
         mv = (lambda t: None if t is None else t.to(device))
         return Micro(MicroBatch(mv(b.input_ids), mv(b.attn), mv(b.position), mv(b.resp_mask), mv(b.off_mask),
-                                b.prompt_width), self.weight, mv(self.old_logp), mv(self.adv), mv(self.seq_off))
+                                b.prompt_width), mv(self.old_logp), mv(self.adv), mv(self.seq_off), self.totals)
+
+
+def with_totals(micros: list[Micro]) -> list[Micro]:
+    """The micro-batches of one mini-batch, each carrying the mini-batch's :class:`MiniTotals`."""
+    parts = [m.own_totals() for m in micros]
+    tot = MiniTotals(*(sum((getattr(p, f) for p in parts[1:]), getattr(parts[0], f))
+                       for f in ("all", "on_seqs", "off_seqs")))
+    return [replace(m, totals=tot) for m in micros]
 
 
 @dataclass(frozen=True)
 class UpdateSpec:
-    """What the loss is (everything :func:`micro_loss` reads from the run config)."""
+    """What the loss is (everything :func:`micro_loss` reads from the run config).
+
+    ``compute_dtype``: None = compute in the parameters' dtype; ``"bfloat16"`` = fp32 master weights,
+    forward passes under ``torch.autocast`` in bf16 (method §8: fp32 masters, bf16 compute).
+    """
 
     kind: Literal["rl", "sft"]
     temperature: float
@@ -79,14 +122,22 @@ class UpdateSpec:
     sft_coef: float
     entropy_coef: float
     grad_clip: float
+    compute_dtype: str | None = None
 
     @classmethod
-    def from_config(cls, cfg: Any) -> UpdateSpec:
+    def from_config(cls, cfg: Any, device: str = "cpu") -> UpdateSpec:
         """From a :class:`luffy.config.RunConfig`; SFT log-probs use temperature 1."""
         rl = cfg.method == "rl"
         return cls(kind=cfg.method, temperature=cfg.rollout.temperature if rl else 1.0,
                    loss=cfg.loss_config() if rl else None, off_policy_objective=cfg.off_policy_objective,
-                   sft_coef=cfg.sft_coef, entropy_coef=cfg.entropy_coef, grad_clip=cfg.optim.grad_clip)
+                   sft_coef=cfg.sft_coef, entropy_coef=cfg.entropy_coef, grad_clip=cfg.optim.grad_clip,
+                   compute_dtype=compute_dtype(cfg.model.dtype, device))
+
+
+def compute_dtype(model_dtype: str, device: str = "cpu") -> str | None:
+    """``"bfloat16"`` when the config's ``model.dtype`` resolves to bf16 on ``device`` (auto: CUDA, or
+    a CPU with native bf16), else None. The weights themselves always stay float32."""
+    return "bfloat16" if pick_dtype(model_dtype, device) == torch.bfloat16 else None
 
 
 @dataclass
@@ -115,10 +166,13 @@ class UpdateResult:
                 out.bad_at = r.bad_at
         return out
 
+    def ordered_keys(self) -> list[tuple[int, int]]:
+        """(plan entry, micro-batch) keys in the single-process loop order, up to the first non-finite one."""
+        return sorted(k for k in self.stats if self.bad_at is None or k < self.bad_at)
+
     def ordered(self) -> list[dict[str, float]]:
         """Micro-batch stats in the single-process loop order, up to the first non-finite one."""
-        keys = sorted(k for k in self.stats if self.bad_at is None or k < self.bad_at)
-        return [self.stats[k] for k in keys]
+        return [self.stats[k] for k in self.ordered_keys()]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -130,7 +184,7 @@ def _mine(n: int, rank: int, world: int) -> tuple[list[int], int]:
 
 
 def old_logprobs(model: torch.nn.Module, batches: list[MicroBatch], temperature: float, *,
-                 rank: int = 0, world: int = 1) -> dict[int, torch.Tensor]:
+                 rank: int = 0, world: int = 1, compute_dtype: str | None = None) -> dict[int, torch.Tensor]:
     """{j: logp float[m_j, R_j]} of this rank's batches under ``model`` (eval mode, no grad; method §1.0 step 6)."""
     mine, passes = _mine(len(batches), rank, world)
     out: dict[int, torch.Tensor] = {}
@@ -140,7 +194,7 @@ def old_logprobs(model: torch.nn.Module, batches: list[MicroBatch], temperature:
         for k in range(passes):
             j = mine[k] if k < len(mine) else None
             lp, _ = token_logprobs(model, batches[0 if j is None else j], temperature=temperature,
-                                   with_entropy=False)
+                                   with_entropy=False, compute_dtype=compute_dtype)
             if j is not None:
                 out[j] = lp
     model.train(was_training)
@@ -148,27 +202,28 @@ def old_logprobs(model: torch.nn.Module, batches: list[MicroBatch], temperature:
 
 
 def micro_loss(model: torch.nn.Module, mu: Micro, spec: UpdateSpec) -> tuple[torch.Tensor, dict[str, float]]:
-    """(loss scalar with grad, stats) of one micro-batch: RL = pg − entropy_coef·H̄ [+ sft_coef·SFT]
-    (paper Eq. 6, method §1.3), SFT = token-mean NLL. Stats hold floats: the loss metrics and, per
-    entropy key, ``ent_sum/<k>`` and ``ent_n/<k>`` (sum of token entropies and token count)."""
+    """(loss scalar with grad, stats) of one micro-batch: its additive share of the mini-batch's
+    RL = pg − entropy_coef·H̄ [+ sft_coef·SFT] (paper Eq. 6, method §1.3) or SFT = token-mean NLL,
+    every term normalised by the mini-batch's totals (``mu.totals``). Stats hold floats: the loss
+    metrics and, per entropy key, ``ent_sum/<k>`` and ``ent_n/<k>`` (sum of token entropies and token count)."""
     mb = mu.batch
-    logp, ent = token_logprobs(model, mb, temperature=spec.temperature)
+    tot = mu.totals if mu.totals is not None else mu.own_totals()
+    logp, ent = token_logprobs(model, mb, temperature=spec.temperature, compute_dtype=spec.compute_dtype)
     if spec.kind == "sft":
-        loss = sft_loss(logp, mb.resp_mask)
+        loss = sft_loss(logp, mb.resp_mask, tot.all.tokens)
         m = {"sft_loss": loss.detach()}
         masks = {"all": mb.resp_mask}
     else:
         old = mu.old_logp if mu.old_logp is not None else logp.detach()   # None: π_old is this policy
         if spec.off_policy_objective == "policy":
-            pg, m = policy_loss(logp, old, mu.adv, mb.resp_mask, mb.off_mask, spec.loss)
+            pg, m = policy_loss(logp, old, mu.adv, mb.resp_mask, mb.off_mask, spec.loss, tot.all)
             extra = torch.zeros(())
         else:  # RL w/ SFT loss: pg on on-policy sequences, NLL on off-policy sequences
-            seq_off = mu.seq_off[:, None]
-            on_rows = mb.resp_mask & ~seq_off
-            pg, m = policy_loss(logp, old, mu.adv, on_rows, torch.zeros_like(on_rows), spec.loss)
-            extra = spec.sft_coef * sft_loss(logp, mb.resp_mask & seq_off)
+            _, on_rows, off_rows = _masks(mb, mu.seq_off)
+            pg, m = policy_loss(logp, old, mu.adv, on_rows, torch.zeros_like(on_rows), spec.loss, tot.on_seqs)
+            extra = spec.sft_coef * sft_loss(logp, off_rows, tot.off_seqs.tokens)
             m["sft_loss"] = extra.detach()
-        h = entropy_bonus(ent, mb.resp_mask)
+        h = entropy_bonus(ent, mb.resp_mask, tot.all.tokens)
         loss = pg - spec.entropy_coef * h + extra
         masks = {"all": mb.resp_mask, "on": mb.resp_mask & ~mb.off_mask, "off": mb.resp_mask & mb.off_mask}
     stats = {k: float(v) for k, v in m.items()}
@@ -188,7 +243,7 @@ def run_update(model: torch.nn.Module, optim: Any, sched: Any, plan: list[list[M
                rank: int = 0, world: int = 1, any_bad: Callable[[bool], bool] = bool,
                after_backward: Callable[[], None] | None = None) -> UpdateResult:
     """Run the plan's mini-batches in order: per mini-batch zero grads, this rank's micro-batches
-    (loss·weight).backward(), then, unless a rank saw a non-finite loss or the global grad-norm is
+    loss.backward() (a padding pass: (0·loss).backward()), then, unless a rank saw a non-finite loss or the global grad-norm is
     non-finite, clip to ``spec.grad_clip``, ``optim.step()`` and ``sched.step()``. A bad mini-batch ends
     the update (``result.bad``); the optimizer state is untouched by it. ``any_bad(flag)`` returns
     whether any rank's flag is set (the identity for one process)."""
@@ -207,7 +262,7 @@ def run_update(model: torch.nn.Module, optim: Any, sched: Any, plan: list[list[M
                     res.bad_at = (p, j)
                 if world == 1:
                     break
-            (loss * (mu.weight if j is not None else 0.0)).backward()
+            (loss if j is not None else 0.0 * loss).backward()
             if after_backward is not None:
                 after_backward()
             if j is not None and not bad:
@@ -227,19 +282,32 @@ def run_update(model: torch.nn.Module, optim: Any, sched: Any, plan: list[list[M
     return res
 
 
+#: Loss metrics that are additive shares of the mini-batch's value (summed over its micro-batches).
+ADDITIVE_KEYS = ("pg_loss", "sft_loss")
+
+
 def summarize(res: UpdateResult, entropy_keys: tuple[str, ...] = ENTROPY_KEYS) -> dict[str, float]:
-    """Trainer metrics of an update: ``actor/<k>`` = mean over micro-batches (in loop order),
-    ``entropy/<k>`` = token-mean entropy (NaN without tokens), ``optim/grad_norm`` = mean over
-    optimizer steps (NaN if none was taken)."""
+    """Trainer metrics of an update: ``actor/<k>`` = mean over mini-batches of the sum over their
+    micro-batches for the additive losses (:data:`ADDITIVE_KEYS`), mean over micro-batches (in loop
+    order) for the other diagnostics; ``entropy/<k>`` = token-mean entropy (NaN without tokens);
+    ``optim/grad_norm`` = mean over optimizer steps (NaN if none was taken)."""
     import numpy as np
 
-    rows = res.ordered()
+    good = res.ordered_keys()
+    rows = [res.stats[k] for k in good]
     out: dict[str, float] = {}
     keys: list[str] = []
     for r in rows:
         keys += [k for k in r if not k.startswith("ent_") and k not in keys]
     for k in keys:
-        out[f"actor/{k}"] = float(np.mean([r[k] for r in rows if k in r]))
+        if k in ADDITIVE_KEYS:
+            per_mini: dict[int, float] = {}
+            for (p, _), r in zip(good, rows, strict=True):
+                if k in r:
+                    per_mini[p] = per_mini.get(p, 0.0) + r[k]
+            out[f"actor/{k}"] = float(np.mean(list(per_mini.values())))
+        else:
+            out[f"actor/{k}"] = float(np.mean([r[k] for r in rows if k in r]))
     for key in entropy_keys:
         s = n = 0.0
         for r in rows:

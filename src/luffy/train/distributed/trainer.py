@@ -27,7 +27,6 @@ from typing import Any
 
 import torch
 
-from ..batching import rng_state
 from ..drills import drill
 from ..errors import TrainingError
 from ..loop import Trainer
@@ -87,8 +86,7 @@ class DistTrainer(Trainer):
             self.model.load_state_dict(full)
 
     def _checkpoint(self, step: int, bad_streak: int) -> None:
-        state = {"step": step, "sampler": self.sampler.state(), "bad_streak": bad_streak, "rng": rng_state(),
-                 "world_size": self.group.world}
+        state = {**self._state(step, bad_streak), "world_size": self.group.world}
 
         def write(tmp: Path) -> None:
             self.group.call("save", str(tmp))

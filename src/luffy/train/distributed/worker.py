@@ -10,10 +10,10 @@ decoder layer (the model's ``_no_split_modules`` classes) and the root are wrapp
 ``fully_shard``. Gradients are *summed* across ranks (``set_gradient_divide_factor(1)`` with
 sum-only collectives): the micro-batch weights already average over the mini-batch.
 
-Precision: on CPU the parameters keep ``model.dtype`` (as in one process). On CUDA with
-``model.dtype`` auto/bfloat16 the parameters are fp32 master weights and FSDP2 computes in bf16
-(``MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=fp32)``, method §8: fp32 masters, bf16
-compute) -- a deliberate difference from one process, which stores bf16 weights.
+Precision: the parameters and AdamW state are always fp32 master weights (method §8). Where
+``model.dtype`` resolves to bf16 the compute is bf16: on CUDA through FSDP2
+(``MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=fp32)``), on CPU through ``torch.autocast``
+as in one process (:func:`luffy.train.update.compute_dtype`).
 
 Checkpoints (:meth:`save` / :meth:`load`): model and optimizer state go through
 ``torch.distributed.checkpoint`` into ``<folder>/shards`` (each rank writes its own shard files,
@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -92,12 +93,14 @@ class TrainWorker:
 
         from ...model.load import load_model
         from ..optim import build_optimizer
+        from ..update import compute_dtype
 
         t0 = time.perf_counter()
         torch.manual_seed(cfg.train.seed)
         c = cfg.model
         mixed = self.device_type == "cuda" and c.dtype in ("auto", "bfloat16")
-        model, _ = load_model(c.path, dtype="float32" if mixed else c.dtype)
+        model, _ = load_model(c.path, dtype="float32")
+        self.compute_dtype = None if mixed else compute_dtype(c.dtype, self.device_type)
         if c.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.to(self.device)
@@ -124,13 +127,15 @@ class TrainWorker:
         from ..update import old_logprobs
 
         batches = [_batch_to(b, self.device) for b in batches]
-        out = old_logprobs(self.model, batches, temperature, rank=self.rank, world=self.world)
+        out = old_logprobs(self.model, batches, temperature, rank=self.rank, world=self.world,
+                           compute_dtype=self.compute_dtype)
         return {j: lp.cpu() for j, lp in out.items()}
 
     def update(self, plan: list, spec: Any) -> Any:
         from ..update import run_update
 
         plan = [[mu.to(self.device) for mu in micros] for micros in plan]
+        spec = replace(spec, compute_dtype=self.compute_dtype)   # this worker's device decides
         return run_update(self.model, self.optim, self.sched, plan, spec, rank=self.rank, world=self.world,
                           any_bad=self._any_bad)
 
