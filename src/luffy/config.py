@@ -106,6 +106,8 @@ class TrainSection(_Strict):
     save_every: int = Field(50, ge=0, description="resumable checkpoint every N steps (0 = only at the end)")
     keep_checkpoints: int = Field(2, ge=1)
     max_bad_steps: int = Field(3, ge=1, description="consecutive non-finite steps before the run stops")
+    log_every: int = Field(1, ge=0, description="without a progress bar (--no-progress, job logs): one plain "
+                           "line every N steps with reward, entropy, validation, s/step and ETA (0 = never)")
 
 
 class ResourcesSection(_Strict):

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,7 @@ from ..utils.files import atomic_write_text
 from . import batching as B
 from .drills import check_drill_env, drill
 from .errors import NothingToDo, TrainingError
-from .metrics import rl_step_metrics
+from .metrics import progress_line, rl_step_metrics
 from .optim import build_optimizer
 from .run_files import (
     CheckpointManager,
@@ -66,18 +67,22 @@ from .tensors import MicroBatch
 from .update import Micro, UpdateResult, UpdateSpec, old_logprobs, run_update, summarize, with_totals
 
 
+def _stderr_line(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
 class Trainer:
     #: Run the separate old-log-prob pass for every sequence (benchmarks/tests of the skip in rl_step).
     always_recompute_old_logp: bool = False
 
     def __init__(self, cfg: RunConfig, out: str | Path, *, resume: str = "auto", progress: bool = True,
-                 log=print, stop_after: int | None = None) -> None:
+                 log=None, stop_after: int | None = None) -> None:
         self.cfg = cfg
         self.paths = RunPaths(Path(out))
         self.metrics = MetricsLog(self.paths)
         self.resume_mode = resume
         self.progress = progress
-        self.log = log
+        self.log = log or _stderr_line  # stdout stays for the CLI's JSON summary
         self.stop_after = stop_after  # simulate an interruption after this step (tests, drills)
         check_drill_env()             # a malformed drill is an error before any work
         self.engine = None
@@ -203,7 +208,7 @@ class Trainer:
         c = self.cfg
         start = self._begin()
         bar = self._progress_bar(start)
-        step_times = []
+        step_times, last_val = [], None
         for step in range(start + 1, self.total_steps + 1):
             t0 = time.perf_counter()
             met = self.rl_step(step) if c.method == "rl" else self.sft_step(step)
@@ -222,6 +227,10 @@ class Trainer:
                 self._keep_if_best(step, met.get("val/accuracy"))
             self.metrics.append({"step": step, **met})
             drill("metrics", step)
+            if "val/accuracy" in met:
+                last_val = (step, met["val/accuracy"])
+            if bar is None and c.train.log_every and (step % c.train.log_every == 0 or step == self.total_steps):
+                self.log(progress_line(step, self.total_steps, met, last_val, step_times))
             if self._bad_streak >= c.train.max_bad_steps:
                 raise TrainingError(f"{self._bad_streak} consecutive non-finite steps at step {step}; stopping "
                                     f"(last good checkpoint kept in {self.paths.checkpoints})")

@@ -32,3 +32,26 @@ def rl_step_metrics(members: list[Member], n_prompts: int, rewards: torch.Tensor
         "reward/timeouts": n_timeouts, "reward/errors": n_errors,
         "data/truncated_traces": truncated_traces,
     }
+
+
+def progress_line(step: int, total: int, met: dict[str, Any], last_val: tuple[int, float] | None,
+                  step_times: list[float]) -> str:
+    """One plain line for a job log: step, reward, entropy, the latest validation, s/step and ETA
+    (the mean step time of this process so far × the steps left)."""
+    parts = [f"step {step}/{total}"]
+    if "reward/mean" in met:
+        parts.append(f"reward {met['reward/mean']:.3f} (on {met.get('reward/on', float('nan')):.3f})")
+    if "actor/sft_loss" in met:
+        parts.append(f"sft_loss {met['actor/sft_loss']:.4f}")
+    ent = met.get("entropy/on", met.get("entropy/all"))
+    if ent is not None:
+        parts.append(f"entropy {ent:.3f}")
+    if last_val is not None:
+        parts.append(f"val {last_val[1]:.3f} (step {last_val[0]})")
+    if step_times:
+        mean = sum(step_times) / len(step_times)
+        eta = round(mean * (total - step))
+        parts.append(f"{mean:.2f} s/step, ETA {eta // 3600}:{eta % 3600 // 60:02d}:{eta % 60:02d}")
+    if met.get("skipped_update"):
+        parts.append("update skipped")
+    return "train: " + " | ".join(parts)
