@@ -20,7 +20,8 @@ def main(folder: str) -> int:
               "| no process left |")
         print("|---|---|---|---|---|---|---|---|")
         for t in trials:
-            at = f"step {t['step']}" if "step" in t else f"{t['delay_s']} s into the loop"
+            at = (f"step {t['step']}" if "step" in t
+                  else f"{t['delay_s']} s after step {t.get('after_step', 0)}")
             print(f"| {t['trial']} | {t['kind']} | {at} | {t['checkpoint_at_kill']} | {t['resumed_from']} "
                   f"| {t['weights_equal']} | {t['metrics_equal']} | {t['orphans_gone']} |")
         ok = sum(t["weights_equal"] and t["metrics_equal"] for t in trials)

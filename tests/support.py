@@ -144,9 +144,10 @@ def group_gone(pgid: int, within_s: float) -> bool:
     return False
 
 
-def kill_during_loop(cmd: list[str], run_dir: Path, delay_s: float, env: dict | None = None) -> tuple[int, int]:
-    """Start ``cmd`` in its own session; once its training loop has begun (the first metrics line),
-    wait ``delay_s`` seconds and SIGKILL the main process.
+def kill_during_loop(cmd: list[str], run_dir: Path, delay_s: float, env: dict | None = None,
+                     after_records: int = 1) -> tuple[int, int]:
+    """Start ``cmd`` in its own session; once ``metrics.jsonl`` holds ``after_records`` complete lines
+    (1: the training loop has begun), wait ``delay_s`` seconds and SIGKILL the main process.
 
     Returns ``(exit status, pid)``; the pid is also the session's process-group id. Status -9 means the
     kill landed, 0 that the run had already finished. Only the main process is killed: its helpers
@@ -154,7 +155,14 @@ def kill_during_loop(cmd: list[str], run_dir: Path, delay_s: float, env: dict | 
     """
     p = start_session(cmd, env)
     metrics = run_dir / "metrics.jsonl"
-    while p.poll() is None and not (metrics.exists() and metrics.stat().st_size > 0):
+
+    def records() -> int:
+        try:
+            return metrics.read_bytes().count(b"\n")
+        except FileNotFoundError:
+            return 0
+
+    while p.poll() is None and records() < after_records:
         time.sleep(0.01)
     try:
         p.wait(timeout=delay_s)

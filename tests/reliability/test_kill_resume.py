@@ -3,8 +3,10 @@
 Each trial SIGKILLs ``python -m luffy train`` either at a chosen phase of a random step (a drill, see
 ``luffy.train.drills.parse_drill``: mid-rollout, after grading, mid-update, between the metrics line
 and the checkpoint, inside a checkpoint write, between the final model and summary.json) or from
-outside, a random delay after the training loop started (uniform over 90% of the loop's duration in
-the uninterrupted run). Then ``--resume auto`` (the default) runs the same command to the end.
+outside, at a random moment of the loop: after a random number of finished steps (0 .. STEPS-1, read
+off ``metrics.jsonl``), a random part (up to 90%) of the uninterrupted run's mean step time. Counting
+steps, not seconds, keeps the kill inside the run however fast this run is compared with the
+reference. Then ``--resume auto`` (the default) runs the same command to the end.
 The final weights must be bitwise equal to the uninterrupted run's and the metrics equal except
 wall-clock fields; no helper process may outlive the killed trainer; a half-written checkpoint must
 never be listed as complete. CI runs 3 trials, ``make reliability`` 10 (``LUFFY_KILL_TRIALS``).
@@ -53,8 +55,9 @@ def _trial(i: int, kind: str, reference, task_dir, base_model, tmp_path) -> dict
     cmd = train_cmd("luffy.yaml", task_dir, base_model, out, STEPS)
     fig: dict = {"trial": i, "kind": kind}
     if kind == "timer":
-        fig["delay_s"] = round(rng.uniform(0.0, 0.9) * loop_s, 2)
-        rc, pgid = kill_during_loop(cmd, out, fig["delay_s"])
+        fig["after_step"] = rng.randint(0, STEPS - 1)
+        fig["delay_s"] = round(rng.uniform(0.0, 0.9) * loop_s / STEPS, 2)
+        rc, pgid = kill_during_loop(cmd, out, fig["delay_s"], after_records=fig["after_step"] + 1)
     else:
         fig["step"] = STEPS if kind == "finish" else rng.randint(1, STEPS)
         p = start_session(cmd, env={"LUFFY_DRILL": f"{kind}:{fig['step']}"})
