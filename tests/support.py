@@ -88,6 +88,21 @@ def train_args(config: Path, out: Path, sets: list[str]) -> list[str]:
     return cmd
 
 
+# ----------------------------------------------------------------------------------- reports
+
+
+def write_suite(path: Path, id_acc: float, ood_acc: float, checkpoint: str | None = None) -> Path:
+    """A minimal tiny-suite ``suite.json`` (ID and OOD accuracy) as ``luffy evaluate`` writes it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({
+        "suite": "tiny", "checkpoint": checkpoint,
+        "benchmarks": {"tiny_id": {"accuracy": id_acc}, "tiny_ood": {"accuracy": ood_acc}},
+        "averages": {"id": {"accuracy": id_acc, "over": ["tiny_id"], "missing": []},
+                     "ood": {"accuracy": ood_acc, "over": ["tiny_ood"], "missing": []}},
+    }))
+    return path
+
+
 # ----------------------------------------------------------------------------------- reliability
 
 VOLATILE = ("time/", "tokens_per_s")

@@ -6,6 +6,7 @@ import io
 import json
 
 import pytest
+import support
 
 from luffy.cli import main
 from luffy.report import claims as C
@@ -26,14 +27,7 @@ ENTROPY = {"luffy": [(1.0, 1.2)] * 3, "on_policy": [(0.5, 0.7)] * 3, "mixed_clip
 
 
 def write_suite(path, id_acc, ood_acc, checkpoint="best_val"):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({
-        "suite": "tiny", "checkpoint": checkpoint,
-        "benchmarks": {"tiny_id": {"accuracy": id_acc}, "tiny_ood": {"accuracy": ood_acc}},
-        "averages": {"id": {"accuracy": id_acc, "over": ["tiny_id"], "missing": []},
-                     "ood": {"accuracy": ood_acc, "over": ["tiny_ood"], "missing": []}},
-    }))
-    return path
+    return support.write_suite(path, id_acc, ood_acc, checkpoint)
 
 
 def write_run(run_dir, last_two, early=5.0):

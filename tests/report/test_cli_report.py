@@ -3,19 +3,9 @@
 import json
 
 import pytest
+from support import write_suite
 
 from luffy.cli import main
-
-
-def write_suite(path, id_acc, ood_acc, checkpoint=None):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({
-        "suite": "tiny", "checkpoint": checkpoint,
-        "benchmarks": {"tiny_id": {"accuracy": id_acc}, "tiny_ood": {"accuracy": ood_acc}},
-        "averages": {"id": {"accuracy": id_acc, "over": ["tiny_id"], "missing": []},
-                     "ood": {"accuracy": ood_acc, "over": ["tiny_ood"], "missing": []}},
-    }))
-    return path
 
 
 def write_run(run_dir, gamma, shaping="luffy"):

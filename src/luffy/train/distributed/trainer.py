@@ -32,7 +32,7 @@ from ..errors import TrainingError
 from ..loop import Trainer
 from ..run_files import CheckpointManager
 from ..tensors import MicroBatch
-from ..update import Micro, UpdateResult, UpdateSpec
+from ..update import Micro, UpdateResult
 from .cluster import check_capacity, check_layout, connect
 from .group import WorkerGroup
 
@@ -74,7 +74,7 @@ class DistTrainer(Trainer):
         return [merged[j] for j in range(len(batches))]
 
     def _update(self, plan: list[list[Micro]], step: int) -> UpdateResult:
-        res = UpdateResult.merge(self.group.call("update", plan, UpdateSpec.from_config(self.cfg)))
+        res = UpdateResult.merge(self.group.call("update", plan, self.spec))
         self._pull_weights()
         drill("update", step)
         return res
