@@ -3,7 +3,6 @@ SHELL := /bin/bash
 CORES ?= 2
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
-export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
 .PHONY: setup run test smoke dryrun-slurm lint reliability bench gpu-check clean
 

@@ -5,7 +5,8 @@
 #   snakemake --cores 2 --configfile=config/smoke.yaml all           # a few steps of everything
 #   snakemake --profile slurm all                                    # the paper, on Slurm (the profile selects config/paper.yaml)
 #
-# Named targets: all, table1, ablations, gamma_sweep, figures, claims, and any output path, e.g.
+# Named targets: all, table1, ablations, gamma_sweep, figures, claims, released (the released
+# checkpoints, config key `released`), prestage (downloads only), and any output path, e.g.
 # results/tiny/runs/luffy-s0/summary.json (one run) or results/tiny/eval/luffy-s0/best_val/suite.json
 # (its best-validation checkpoint; final/suite.json: its final model).
 
@@ -18,17 +19,31 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/job_args.smk"
+
+
+shell.prefix(SHELL_PREFIX.replace("{", "{{").replace("}", "}}"))  # Snakemake formats it
+
+
 include: "workflow/rules/data.smk"
 include: "workflow/rules/model.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/eval.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/released.smk"
 
 
 rule all:
     default_target: True
     input:
         all_targets(),
+    localrule: True
+
+
+rule prestage:
+    """Every download, and nothing else: run it on a host with internet before a cluster run
+    (`snakemake --cores 1 prestage`); the download rules are local rules anyway."""
+    input:
+        prestage_targets(),
     localrule: True
 
 

@@ -25,6 +25,9 @@ from safetensors.torch import load_file
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "config" / "experiments" / "tiny"
+# the paper's evaluation parquets (method §3.4) for the real-data tests, which skip, saying so,
+# when the folder is absent: $LUFFY_EVAL_DATA, else the repository's (gitignored) data/luffy-eval
+EVAL_DATA = Path(os.environ.get("LUFFY_EVAL_DATA") or REPO / "data" / "luffy-eval")
 
 
 # ----------------------------------------------------------------------------------- tiny runs
@@ -191,3 +194,24 @@ def start_session(cmd: list[str], env: dict | None = None, log: Path | None = No
     fh = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115 - closed with the process
     return subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
                             env={**os.environ, **(env or {})})
+
+
+# ------------------------------------------------------------------------------------ the workflow
+
+SNAKEMAKE = REPO / ".venv-wf" / "bin" / "snakemake"
+
+
+def snakemake_bin() -> Path:
+    """The project's workflow driver (fails, not skips, when the setup script has not been run)."""
+    import pytest
+
+    if not SNAKEMAKE.is_file():
+        pytest.fail(f"{SNAKEMAKE} is missing: create the workflow environment with `bash scripts/setup.sh`")
+    return SNAKEMAKE
+
+
+def runtime_env() -> dict[str, str]:
+    """This environment with the runtime environment's bin first on PATH (for tools such as ``ray``
+    that scripts call by name; the workflow's rules do not need it)."""
+    return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+

@@ -108,6 +108,10 @@ class TrainSection(_Strict):
     max_bad_steps: int = Field(3, ge=1, description="consecutive non-finite steps before the run stops")
     log_every: int = Field(1, ge=0, description="without a progress bar (--no-progress, job logs): one plain "
                            "line every N steps with reward, entropy, validation, s/step and ETA (0 = never)")
+    wandb: Literal["off", "offline", "online"] = Field(
+        "off", description="also log every metrics record to Weights & Biases (needs the wandb package); "
+        "offline: into <out>/wandb, for `wandb sync` later")
+    wandb_project: str = Field("luffy", min_length=1)
 
 
 class ResourcesSection(_Strict):

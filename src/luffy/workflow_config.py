@@ -8,8 +8,12 @@ The workflow (``Snakefile``) validates its config against ``workflow/schemas/con
   ``init_from`` chains end;
 * every experiment has ``config/experiments/<scale>/<name>.yaml``, and that file (with its
   ``inherit:`` chain, ``train_overrides`` and the experiment's ``set``) is a valid run config;
-* the files and folders the config names exist (a local base model, ``eval.config``), the
-  ``task`` section is a valid task config and the chat template is known.
+* the files and folders the config names exist (``eval.config``), the ``task`` section is a valid
+  task config and the chat template is known;
+* a local base model folder is complete (config, tokenizer, every weight file its index lists);
+* the data a run would read much later is there (:func:`data_problems`): at paper scale,
+  ``paper_data.eval_dir`` holds the parquet of every benchmark of the suite read from a file. A dry
+  run reports this as warnings (``data="warn"``) so the DAG can be listed before the data is staged.
 
 The config is assumed to have passed the schema. The first problem raises :class:`ConfigError`
 with one line naming the key or the file.
@@ -17,6 +21,8 @@ with one line naming the key or the file.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -49,11 +55,13 @@ def read_workflow_config(paths: list[str], stdin: TextIO | None = None) -> dict[
     return config
 
 
-def check_workflow_config(config: dict[str, Any], root: str | Path = ".") -> str:
+def check_workflow_config(config: dict[str, Any], root: str | Path = ".", *, data: str = "error",
+                          warn: Callable[[str], None] | None = None) -> str:
     """Raise :class:`ConfigError` on the first problem; return a one-line summary otherwise.
 
     Relative paths in the config (and the experiment files) are resolved against ``root``, the
-    folder Snakemake runs in (the repository root).
+    folder Snakemake runs in (the repository root). ``data="warn"`` passes the data problems to
+    ``warn`` (one line each) instead of raising on the first.
     """
     root = Path(root)
     experiments = {name: spec or {} for name, spec in (config.get("experiments") or {}).items()}
@@ -62,6 +70,11 @@ def check_workflow_config(config: dict[str, Any], root: str | Path = ".") -> str
     _check_experiment_files(config, experiments, root)
     _check_base_model(config, root)
     _check_other_sections(config, root)
+    problems = data_problems(config, root)
+    if problems and data == "error":
+        raise ConfigError(problems[0])
+    for line in problems:
+        (warn or print)(line)
     return (f"config ok: scale {config.get('scale')}, {len(experiments)} experiments x "
             f"{len(config.get('seeds') or [])} seed(s)")
 
@@ -110,10 +123,10 @@ def _check_experiment_files(config: dict[str, Any], experiments: dict[str, dict]
 
 def _check_base_model(config: dict[str, Any], root: Path) -> None:
     base = config.get("base_model") or {}
-    path = base.get("path")
-    if base.get("source") == "local" and path and not (root / path / "config.json").is_file():
-        raise ConfigError(f"base_model.path '{path}': base model not found "
-                          "(expected a Hugging Face model folder containing config.json)")
+    if base.get("source") == "local" and base.get("path"):  # its config.json is an input of the DAG
+        missing = model_folder_gaps(root / base["path"])
+        if missing:
+            raise ConfigError(f"base_model.path '{base['path']}': incomplete model folder: {missing}")
     template = base.get("chat_template")
     if template and template not in CHAT_TEMPLATES:
         raise ConfigError(f"base_model.chat_template: unknown template '{template}' "
@@ -134,3 +147,45 @@ def _check_other_sections(config: dict[str, Any], root: Path) -> None:
             TaskConfig.model_validate(config.get("task") or {})
         except ValidationError as e:
             raise ConfigError(format_validation_error("task", e)) from None
+
+
+def data_problems(config: dict[str, Any], root: Path) -> list[str]:
+    """One line per missing piece of data the config's jobs would read (see the module docstring)."""
+    return _paper_data_gaps(config, root) if config.get("scale") == "paper" else []
+
+
+def model_folder_gaps(folder: Path) -> str | None:
+    """What a Hugging Face model folder lacks (config, tokenizer, weights, an indexed shard), or None."""
+    if not folder.is_dir():
+        return "no such folder"
+    if not (folder / "config.json").is_file():
+        return "no config.json"
+    if not any((folder / f).is_file() for f in ("tokenizer.json", "tokenizer.model", "vocab.json")):
+        return "no tokenizer (tokenizer.json, tokenizer.model or vocab.json)"
+    for index in [*folder.glob("*.safetensors.index.json"), *folder.glob("pytorch_model.bin.index.json")]:
+        shards = set(json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}).values())
+        absent = sorted(s for s in shards if not (folder / s).is_file())
+        if absent:
+            return f"{len(absent)} of {len(shards)} weight shards listed in {index.name} are missing ({absent[0]}, ...)"
+    if not [*folder.glob("*.safetensors"), *folder.glob("pytorch_model*.bin")]:
+        return "no weights (*.safetensors or pytorch_model*.bin)"
+    return None
+
+
+def _paper_data_gaps(config: dict[str, Any], root: Path) -> list[str]:
+    from .eval.benchmarks import REGISTRY, suite_benchmarks
+
+    eval_dir = (config.get("paper_data") or {}).get("eval_dir")
+    ev = config.get("eval") or {}
+    if not eval_dir or ev.get("suite") != "paper":
+        return []
+    folder = root / eval_dir
+    if not folder.is_dir():
+        why = "folder not found (put the benchmark parquets of method §3.4 there: docs/cluster.md, Data)"
+        return [f"paper_data.eval_dir '{eval_dir}': {why}"]
+    hub = set()
+    if ev.get("config"):
+        benches = (read_yaml(root / ev["config"]) or {}).get("benchmarks") or {}
+        hub = {name for name, spec in benches.items() if (spec or {}).get("source") == "hub"}
+    return [f"paper_data.eval_dir '{eval_dir}': {REGISTRY[n].file} missing (benchmark {n})"
+            for n in suite_benchmarks("paper") if n not in hub and not (folder / REGISTRY[n].file).is_file()]

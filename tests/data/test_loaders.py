@@ -8,10 +8,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from support import EVAL_DATA
 
 from luffy.data import DataFormatError, Trace, TrainRow, load_hub_dataset, load_rows, write_rows
 
-EVAL_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "luffy-eval"
+EVAL_DIR = EVAL_DATA
 SYS = {"role": "system", "content": "sys"}
 
 
@@ -82,7 +83,7 @@ def test_openr1_numeric_ground_truth_becomes_a_string(tmp_path):
     assert [r.answer for r in load_rows(path)] == ["142.0", "7"]
 
 
-@pytest.mark.skipif(not (EVAL_DIR / "valid.parquet").is_file(), reason="shared/data/luffy-eval/ not present")
+@pytest.mark.skipif(not (EVAL_DIR / "valid.parquet").is_file(), reason=f"{EVAL_DIR} not present (set LUFFY_EVAL_DATA)")
 def test_reference_eval_parquet_loads_without_traces():
     rows = load_rows(EVAL_DIR / "valid.parquet")
     assert len(rows) == 2019  # method §3.4

@@ -4,18 +4,18 @@ import hashlib
 import json
 import sys
 import types
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from support import EVAL_DATA
 
 from luffy.cli import main
 from luffy.data import load_rows, paper
 from luffy.data.reference import BenchmarkDataMissing
 
 TRAIN_ID, COMP_ID = "Elliott/Openr1-Math-46k-8192", "Elliott/Openr1-Math-48k-Complement"
-SHARED_VALID = Path(__file__).resolve().parents[3] / "shared" / "data" / "luffy-eval" / "valid.parquet"
+SHARED_VALID = EVAL_DATA / "valid.parquet"
 SYS = "Your task is to follow a systematic, thorough reasoning process."
 
 

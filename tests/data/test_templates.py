@@ -1,9 +1,9 @@
 """Chat templates, the system prompt and the think-prefix rule (method §1.1, §3.2, §3.3)."""
 
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from support import EVAL_DATA
 
 from luffy.data import (
     CHAT_TEMPLATES,
@@ -14,7 +14,7 @@ from luffy.data import (
 )
 from luffy.model import build_tokenizer
 
-EVAL_PARQUET = Path(__file__).resolve().parents[3] / "shared" / "data" / "luffy-eval" / "valid.parquet"
+EVAL_PARQUET = EVAL_DATA / "valid.parquet"
 USER = [{"role": "user", "content": "Compute 3+4*2-5."}]
 
 
@@ -58,7 +58,7 @@ def test_system_prompt_text_is_exact():
 
 
 @pytest.mark.skipif(
-    not EVAL_PARQUET.is_file(), reason="shared/data/luffy-eval/valid.parquet not present next to the repo"
+    not EVAL_PARQUET.is_file(), reason=f"{EVAL_PARQUET} not present (set LUFFY_EVAL_DATA)"
 )
 def test_system_prompt_matches_the_reference_parquet_bytes():
     first = pq.read_table(EVAL_PARQUET, columns=["prompt"]).slice(0, 1).to_pylist()[0]["prompt"][0]

@@ -1,19 +1,19 @@
 """Benchmark registry, loaders and the eval config (method §3.4, §5.2, §6.1).
 
-The real-parquet tests read ``$LUFFY_EVAL_DATA`` or ``<repo>/../shared/data/luffy-eval`` and are
+The real-parquet tests read ``$LUFFY_EVAL_DATA`` or ``<repo>/data/luffy-eval`` and are
 skipped, with that reason, when the folder is absent. Everything else builds its own small files.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from support import EVAL_DATA
 
 from luffy.config import ConfigError
 from luffy.data.schema import DataFormatError
@@ -23,7 +23,7 @@ from luffy.eval.summary import paper_average
 from luffy.utils.stats import mean_se
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DATA_DIR = Path(os.environ.get("LUFFY_EVAL_DATA", REPO_ROOT.parent / "shared" / "data" / "luffy-eval"))
+DATA_DIR = EVAL_DATA
 needs_data = pytest.mark.skipif(not DATA_DIR.is_dir(), reason=f"evaluation parquets not found in {DATA_DIR}")
 
 # Unique questions per benchmark (method §3.4 table: aime 30×32, amc 83×32, aime25 30×32, ...).

@@ -9,22 +9,22 @@ To save time, rows that repeat a (data_source, ground_truth) pair are graded onc
 depends only on the ground truth, so every distinct grading input of every question is still covered
 (AIME/AMC are 32 copies of each question; e.g. ARC-c reduces to its 8 distinct labels).
 
-Data: ``$LUFFY_EVAL_DATA`` or ``<repo>/../shared/data/luffy-eval``; skipped (with the reason) if absent.
+Data: ``$LUFFY_EVAL_DATA`` or ``<repo>/data/luffy-eval``; skipped (with the reason) if absent.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
+from support import EVAL_DATA
 
 from luffy.eval import grade_many, normalize_answer
 from luffy.rewards import GradingPool
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DATA_DIR = Path(os.environ.get("LUFFY_EVAL_DATA", REPO_ROOT.parent / "shared" / "data" / "luffy-eval"))
+DATA_DIR = EVAL_DATA
 FILES = {"valid.all.parquet": "math", "valid.arc_c.parquet": "choice", "valid.gpqa.parquet": "choice"}
 GRADERS_FOR = {"math": ("math_verify", "boxed"), "choice": ("multiple_choice", "boxed")}
 MIN_RATE = 0.99

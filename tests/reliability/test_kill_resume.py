@@ -55,7 +55,9 @@ def _trial(i: int, kind: str, reference, task_dir, base_model, tmp_path) -> dict
     cmd = train_cmd("luffy.yaml", task_dir, base_model, out, STEPS)
     fig: dict = {"trial": i, "kind": kind}
     if kind == "timer":
-        fig["after_step"] = rng.randint(0, STEPS - 1)
+        # not after the last-but-one step: a kill timed from the reference's step time must land
+        # before the run ends even when this run is faster (a whole step plus the finish remain)
+        fig["after_step"] = rng.randint(0, STEPS - 2)
         fig["delay_s"] = round(rng.uniform(0.0, 0.9) * loop_s / STEPS, 2)
         rc, pgid = kill_during_loop(cmd, out, fig["delay_s"], after_records=fig["after_step"] + 1)
     else:

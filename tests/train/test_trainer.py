@@ -151,12 +151,17 @@ def test_two_step_run_vllm_engine(name, task_dir, base_model, tmp_path):
     assert recs[-1]["reward/off"] == 1.0
 
 
-def test_changed_config_does_not_resume_silently(task_dir, base_model, tmp_path):
+def test_changed_config_starts_over_and_keeps_the_old_run(task_dir, base_model, tmp_path):
     cfg = _cfg("luffy.yaml", task_dir, base_model, steps=3)
     t = Trainer(cfg, tmp_path / "r", progress=False, stop_after=1)
     t.run()
     t.close()
     changed = _cfg("luffy.yaml", task_dir, base_model, steps=3, **{"loss.shaping.gamma": 0.5})
-    from luffy.train import TrainingError
-    with pytest.raises(TrainingError, match="config differs"):
-        train(changed, tmp_path / "r", progress=False)
+    train(changed, tmp_path / "r", progress=False)
+    (old,) = (tmp_path / "r" / "previous").iterdir()
+    assert old.name.endswith("-config-changed")
+    assert "gamma: 0.1" in (old / "resolved_config.yaml").read_text()
+    assert [r["step"] for r in map(json.loads, (old / "metrics.jsonl").read_text().splitlines())] == [0, 1]
+    assert "gamma: 0.5" in (tmp_path / "r" / "resolved_config.yaml").read_text()
+    recs = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in recs] == [0, 1, 2, 3]  # from step 0, not from the old checkpoint

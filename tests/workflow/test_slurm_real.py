@@ -35,7 +35,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_smoke_dag import ROOT, runtime_env, snakemake_bin
+from support import REPO as ROOT
+from support import runtime_env, snakemake_bin
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 

@@ -6,6 +6,7 @@ subprocess from the repository root; each call takes a few seconds.
 
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -87,6 +88,21 @@ def test_paper_dry_run_with_slurm_profile_requests_gpus(tmp_path):
     assert "Using profile slurm" in r.stderr
 
 
+def test_every_paper_train_job_trains_on_its_gpus_with_one_worker_each(tmp_path):
+    """A job that reserves GPUs must not train on the CPU: Ray + FSDP2 on CUDA, one worker per GPU."""
+    r, _ = dry(tmp_path, "all", "-p", "--configfile=config/paper.yaml", "--profile", "slurm")
+    assert r.returncode == 0, r.stderr + r.stdout
+    blocks = [b for b in r.stdout.split("\nrule ")[1:] if b.startswith("train:")]
+    assert len(blocks) == 13
+    for block in blocks:
+        gpus = int(re.search(r"\bgpu=(\d+)", block)[1])
+        (cmd,) = shell_commands(block)
+        sets = dict(re.findall(r"--set '?resources\.(\w+)=([^' ]+)", cmd))
+        assert gpus > 0 and sets.get("backend") == "ray" and sets.get("device") == "cuda", (gpus, sets)
+        assert int(sets["workers_per_node"]) * int(sets.get("nodes", 1)) == gpus, (gpus, sets)
+        assert sets["cpus_per_worker"] == "8"
+
+
 def shell_commands(output: str) -> list[str]:
     """The shell commands of a dry run with -p."""
     return [line.removeprefix("Shell command: ") for line in output.splitlines() if line.startswith("Shell command: ")]
@@ -147,8 +163,9 @@ def test_seeds_on_the_command_line_and_claims_inputs(tmp_path):
     assert ("luffy", "2", f"{out}/eval/luffy-s2/best_val/suite.json") in evals
     assert ("base", "", f"{out}/eval/base/suite.json") in evals
     assert ("mixed_clip", "1", f"{out}/runs/mixed_clip-s1") in runs
-    assert claims.startswith("python -m luffy report claims --checkpoint best_val ")
-    assert f"--out {out}/reports/claims " in claims
+    assert claims.startswith(f"logged {out}/logs/report/claims.log {ROOT}/.venv/bin/python -m luffy report claims "
+                             "--checkpoint best_val ")
+    assert claims.endswith(f"--out {out}/reports/claims")
 
 
 def test_multi_node_train_jobs_start_a_ray_cluster_over_their_allocation(tmp_path):
@@ -163,7 +180,7 @@ def test_multi_node_train_jobs_start_a_ray_cluster_over_their_allocation(tmp_pat
     assert len(train_jobs) == 13
     for block in train_jobs:
         assert "nodes=2" in block and "gres=gpu:8" in block
-        assert "bash scripts/ray-slurm.sh python -m luffy train" in block
+        assert f"bash scripts/ray-slurm.sh {ROOT}/.venv/bin/python -m luffy train" in block
         assert ("--set resources.backend=ray --set resources.nodes=2 --set resources.device=cuda "
                 "--set resources.workers_per_node=8") in block
     two.write_text(yaml.safe_dump({"resources": {"train": {
@@ -200,10 +217,10 @@ def test_snakefmt_is_clean():
     assert r.returncode == 0, r.stderr
 
 
-def bad(tmp_path, overrides: dict) -> subprocess.CompletedProcess:
+def bad(tmp_path, overrides: dict, *, dry_run: bool = True) -> subprocess.CompletedProcess:
     cfg = tmp_path / "bad.yaml"
-    cfg.write_text(yaml.safe_dump(overrides))
-    return snakemake("all", "-n", f"--configfile={cfg}")
+    cfg.write_text(yaml.safe_dump({"results": str(tmp_path / "results"), **overrides}))
+    return snakemake("all", *(["-n"] if dry_run else ["--cores", "1"]), f"--configfile={cfg}")
 
 
 def stopped_before_any_job(r: subprocess.CompletedProcess) -> str:
@@ -227,10 +244,42 @@ def test_unknown_experiment_stops_with_its_name(tmp_path):
 
 
 def test_missing_base_model_stops_with_its_path(tmp_path):
-    out = stopped_before_any_job(bad(tmp_path, {"base_model": {"source": "local", "path": "models/nowhere"}}))
-    assert "base_model.path 'models/nowhere': base model not found" in out
+    local = {"base_model": {"source": "local", "path": "models/nowhere"}}
+    out = stopped_before_any_job(bad(tmp_path, local))
+    assert "luffy workflow: config error: base_model.path 'models/nowhere': incomplete model folder: no such folder" in out
     out = stopped_before_any_job(bad(tmp_path, {"base_model": {"source": "hub"}}))
     assert "base_model.path: a path is required when base_model.source is local or hub" in out
+
+
+def test_incomplete_base_model_folder_names_what_is_missing(tmp_path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    local = {"base_model": {"source": "local", "path": str(folder)}}
+    assert "incomplete model folder: no tokenizer" in stopped_before_any_job(bad(tmp_path, local, dry_run=False))
+    (folder / "tokenizer.json").write_text("{}")
+    (folder / "model.safetensors.index.json").write_text('{"weight_map": {"a": "model-00001-of-00002.safetensors"}}')
+    out = stopped_before_any_job(bad(tmp_path, local, dry_run=False))
+    assert "1 of 1 weight shards listed in model.safetensors.index.json are missing (model-00001-of-00002" in out
+
+
+def test_missing_benchmark_data_stops_a_paper_run_before_any_job(tmp_path):
+    paper = {"paper_data": {"train_dataset": "a/b", "complement_dataset": "a/c", "eval_dir": str(tmp_path / "none")}}
+    files = ["--configfile", "config/paper.yaml", str(_yaml(tmp_path, paper)), "--"]
+    out = stopped_before_any_job(snakemake("--cores", "1", *files, "all"))
+    assert f"paper_data.eval_dir '{tmp_path / 'none'}': folder not found" in out
+    (tmp_path / "none").mkdir()
+    out = stopped_before_any_job(snakemake("--cores", "1", *files, "all"))
+    assert "valid.all.parquet missing (benchmark aime24)" in out
+    r = snakemake("-n", *files, "all")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "luffy workflow: warning: paper_data.eval_dir" in r.stderr
+
+
+def _yaml(tmp_path, content: dict) -> Path:
+    path = tmp_path / "extra.yaml"
+    path.write_text(yaml.safe_dump({"results": str(tmp_path / "results"), **content}))
+    return path
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
@@ -250,17 +299,42 @@ def test_a_bad_experiment_file_stops_before_any_job(tmp_path):
     assert "Traceback" not in out
 
 
-def test_without_luffy_on_path_the_checks_are_skipped_with_a_warning(tmp_path):
-    """The driver environment lacks the library (e.g. with --sdm conda): the dry run still plans."""
-    fake = tmp_path / "bin" / "python"
-    fake.parent.mkdir()
-    fake.write_text("#!/bin/sh\necho 'python: No module named luffy' >&2\nexit 1\n")
-    fake.chmod(0o755)
-    env = dict(os.environ, PATH=f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
-    r = subprocess.run([str(tool("snakemake")), "-n", "--config", f"results={tmp_path / 'results'}", "--",
-                        "table1"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "luffy workflow: luffy not on PATH, config checks skipped" in r.stderr
+def bare_path(tmp_path) -> dict[str, str]:
+    """An environment whose PATH holds bash and which (what snakemake itself needs) and nothing else."""
+    bin_dir = tmp_path / "bare-bin"
+    bin_dir.mkdir(exist_ok=True)
+    for tool_name in ("bash", "sh", "which"):
+        if not (bin_dir / tool_name).exists():
+            (bin_dir / tool_name).symlink_to(shutil.which(tool_name))
+    return {"PATH": str(bin_dir), "HOME": os.environ.get("HOME", "/tmp")}
+
+
+def test_checks_run_without_any_project_environment_on_path(tmp_path):
+    """The rules and the config check use the `python` key, not PATH: a bare PATH still checks."""
+    env = bare_path(tmp_path)
+    cfg = _yaml(tmp_path, {"groups": {"table1": ["luffyy"]}})
+    r = subprocess.run([str(tool("snakemake")), "-n", f"--configfile={cfg}", "--", "table1"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=120, check=False)
+    assert "groups.table1: unknown experiment 'luffyy'" in stopped_before_any_job(r)
+
+
+def test_a_missing_runtime_stops_with_the_key_and_the_fix(tmp_path):
+    r = snakemake("-n", "--config", f"results={tmp_path}", "python=envs/nowhere/bin/python", "--", "table1")
+    out = stopped_before_any_job(r)
+    assert "luffy workflow: pre-flight: python: envs/nowhere/bin/python not found: run `make setup`" in out
+
+
+def test_slurm_profile_without_slurm_commands_stops_at_once(tmp_path):
+    """Not a dry run, no sbatch on PATH: one line before any submission (the plugin would retry ~40 s)."""
+    env = bare_path(tmp_path)
+    cmd = [str(tool("snakemake")), "--profile", "slurm", "--configfile=config/smoke.yaml", "--config",
+           f"results={tmp_path / 'results'}", "--", "all"]
+    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
+    out = stopped_before_any_job(r)
+    assert "luffy workflow: pre-flight: the Slurm profile submits with sbatch, which is not on PATH" in out
+    r = subprocess.run([*cmd[:1], "-n", *cmd[1:]], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+                       check=False)
+    assert r.returncode == 0, r.stdout + r.stderr  # a dry run plans without Slurm
 
 
 def test_unknown_run_target_is_refused(tmp_path):

@@ -1,14 +1,16 @@
-# Helpers of the luffy workflow: config checks, names and paths. No rules here (the inputs and
-# arguments of single rules are in job_args.smk).
+# Helpers of the luffy workflow: config checks, the runtime, names and paths. No rules here (the
+# inputs and arguments of single rules are in job_args.smk).
 #
 # Bad config stops the workflow before the DAG with one line naming the key or file: first the
-# schema (workflow/schemas/config.schema.yaml: keys, types, rules across keys), then
-# `python -m luffy check-config` (luffy.workflow_config: experiment names and files, init_from
-# chains, the base model), found on PATH as in every rule.
+# schema (workflow/schemas/config.schema.yaml: keys, types, rules across keys), then the
+# pre-flight checks below and `luffy check-config` (luffy.workflow_config: experiment names and
+# files, init_from chains, the base model folder, the benchmark data).
 
 import importlib.util
+import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,17 +18,22 @@ from pathlib import Path
 import yaml
 from snakemake.utils import validate
 
+REPO = Path(workflow.basedir)
 # the library's YAML reader by file path: this environment has PyYAML, not the luffy package
 _spec = importlib.util.spec_from_file_location(
-    "luffy_yamlfile", Path(workflow.basedir, "src/luffy/utils/yamlfile.py")
+    "luffy_yamlfile", REPO / "src/luffy/utils/yamlfile.py"
 )
 yamlfile = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(yamlfile)
-SCHEMA = Path(workflow.basedir, "workflow/schemas/config.schema.yaml")
+SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
 
 
 def config_error(msg):
     sys.exit(f"luffy workflow: config error: {msg}")
+
+
+def preflight_error(msg):
+    sys.exit(f"luffy workflow: pre-flight: {msg}")
 
 
 # `--config seeds=[0,1,2]` arrives as strings: Snakemake reads --config values with YAML's BaseLoader
@@ -47,16 +54,131 @@ except Exception as e:
         config_error(f"{where}: {why['description']} ({err.message})")
     config_error(f"{where}: {err.message}")
 
-if workflow.is_main_process:  # once, not again in every job
-    cmd, stdin = "python -m luffy check-config -", yaml.safe_dump(config)
-    r = subprocess.run(cmd, shell=True, input=stdin, capture_output=True, text=True)
-    if r.returncode == 127 or "No module named luffy" in r.stderr:
-        sys.stderr.write("luffy workflow: luffy not on PATH, config checks skipped\n")
-    elif r.returncode:
+# The runtime. The jobs run `<python> -m luffy <sub-command>` with the interpreter of the `python` key (an
+# absolute path, so neither PATH nor the snakemake in use matter) or, under --sdm conda /
+# apptainer, the `python` of the rule's environment. The package itself always comes from this
+# checkout (PYTHONPATH), so the environments hold dependencies only.
+DEPLOY = {m.name.lower() for m in workflow.deployment_settings.deployment_method}
+OWN_ENV = sorted(DEPLOY & {"conda", "apptainer"})
+PY = "python3" if OWN_ENV else str((REPO / config["python"]).absolute())
+LUFFY = f"{shlex.quote(PY)} -m luffy"
+RUNTIME_ENV = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+# `logged LOG CMD...`: CMD's output goes to LOG (this attempt; Snakemake empties it before a retry)
+# and is appended, after a header line, to LOG's *.attempts.log (every attempt, never emptied).
+LOGGED = (
+    'logged() { local log="$1"; shift; local all="${log%.log}.attempts.log"; mkdir -p "$(dirname "$log")";'
+    ' { echo "=== attempt started $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname)'
+    ' (Slurm job ${SLURM_JOB_ID:-none}): $*"; "$@"; } 2>&1 | tee -a "$all" > "$log"; }; '
+)
+# the shell prefix of all jobs, set in the Snakefile (the linter wants shell settings beside the rules)
+SHELL_PREFIX = (
+    f"set -euo pipefail; export PYTHONPATH={shlex.quote(str(REPO / 'src'))}; {LOGGED}"
+)
+CONTAINER = config["container"]
+
+
+def _argv_option(*names):
+    """The value of a command-line option of this snakemake call (`--x v` or `--x=v`), else None."""
+    argv = sys.argv[1:]
+    for i, a in enumerate(argv):
+        for n in names:
+            if a == n and i + 1 < len(argv):
+                return argv[i + 1]
+            if a.startswith(f"{n}="):
+                return a.split("=", 1)[1]
+    return None
+
+
+def uses_slurm():
+    """True when this call submits to Slurm: `--executor slurm` or a profile that sets it."""
+    if _argv_option("--executor", "-e") == "slurm":
+        return True
+    profile = _argv_option("--profile") or os.environ.get("SNAKEMAKE_PROFILE")
+    if not profile:
+        return False
+    for folder in (Path(profile), Path.home() / ".config/snakemake" / profile):
+        f = folder / "config.yaml"
+        if f.is_file():
+            return bool(re.search(r"^executor:\s*slurm\b", f.read_text(), re.M))
+    return False
+
+
+PLAN_ONLY = (
+    "--dry-run",
+    "--dryrun",
+    "--lint",
+    "--dag",
+    "--rulegraph",
+    "--filegraph",
+    "--summary",
+    "--detailed-summary",
+    "--list",
+    "--list-rules",
+    "--list-target-rules",
+    "--report",
+)
+
+
+def is_dry_run():
+    """True when this call only plans or reports (-n, --lint, --dag, ...): nothing would run."""
+    args = sys.argv[1:]
+    short = [a for a in args if re.fullmatch(r"-[A-Za-z]+", a)]
+    return any(a.split("=")[0] in PLAN_ONLY for a in args) or any(
+        "n" in a for a in short
+    )
+
+
+def preflight():
+    """One line and a non-zero exit for what would otherwise fail inside a job, much later."""
+    if not OWN_ENV and not Path(PY).is_file():
+        preflight_error(
+            f"python: {config['python']} not found: run `make setup` (it builds .venv) or pass"
+            " --config python=/path/to/python of an environment with luffy's dependencies"
+        )
+    if uses_slurm() and not is_dry_run():
+        for cmd in ("sbatch", "squeue", "scancel"):
+            if not shutil.which(cmd):
+                preflight_error(
+                    f"the Slurm profile submits with {cmd}, which is not on PATH: run on a"
+                    " Slurm login node, or drop --profile slurm to run locally"
+                )
+    if (
+        OWN_ENV
+    ):  # the rules' environment does not exist yet: the jobs check their own configs
+        sys.stderr.write(
+            f"luffy workflow: --sdm {'/'.join(OWN_ENV)}: config checks run inside the jobs\n"
+        )
+        return
+    # missing data is an error before a real run and a warning line in a dry run
+    cmd = [
+        PY,
+        "-m",
+        "luffy",
+        "check-config",
+        "-",
+        "--data",
+        "warn" if is_dry_run() else "error",
+    ]
+    r = subprocess.run(
+        cmd,
+        input=yaml.safe_dump(config),
+        capture_output=True,
+        text=True,
+        env=RUNTIME_ENV,
+        cwd=REPO,
+    )
+    for line in r.stderr.splitlines():
+        if line.startswith("luffy: warning: "):
+            sys.stderr.write(f"luffy workflow: {line.removeprefix('luffy: ')}\n")
+    if r.returncode:
         msg = (r.stderr.strip().splitlines() or ["no output"])[-1]
         if r.returncode == 2:  # a known problem, in one line naming the key or file
             config_error(msg.removeprefix("luffy: error: "))
-        config_error(f"`{cmd}` failed: {msg}")
+        preflight_error(f"`{shlex.join(cmd)}` failed: {msg}")
+
+
+if workflow.is_main_process:  # once, not again in every job
+    preflight()
 
 SCALE, R, SEEDS, BASE, RES = (
     config[k] for k in ("scale", "results", "seeds", "base_model", "resources")
@@ -104,6 +226,15 @@ LOCAL_BASE = BASE["source"] == "local"
 BASE_DIR = BASE["path"] if LOCAL_BASE else f"{R}/models/base"
 # the file that says a model is complete (a run's: summary.json, the trainer's last write)
 BASE_MARKER = f"{BASE_DIR}/{'config' if LOCAL_BASE else 'model_card'}.json"
+
+
+# Released checkpoints (`snakemake released`): Table 1 row name -> hub id or local folder.
+RELEASED = config["released"]
+RELEASED_WILDCARD = "|".join(re.escape(n) for n in RELEASED) or "(?!)"
+
+
+def released_suite(name):
+    return f"{R}/eval/released/{name}/suite.json"
 
 
 def run_dir(run):
@@ -157,6 +288,18 @@ def all_targets():
     return (
         out + [f for kind in FIGURE_KINDS for f in figure_files(kind)] + claims_files()
     )
+
+
+def prestage_targets():
+    """Every download of the config (paper data, a hub base model, released checkpoints)."""
+    out = (
+        [data_file(k) for k in ("train", "train_rl", "val", "info")]
+        if SCALE == "paper"
+        else []
+    )
+    if BASE["source"] == "hub":
+        out.append(BASE_MARKER)
+    return out + [f"{R}/models/released/{n}/model_card.json" for n in RELEASED]
 
 
 def res(kind):

@@ -37,13 +37,16 @@ if SCALE == "tiny":
             f"{R}/logs/make_task.log",
         conda:
             CONDA_ENV
+        container:
+            CONTAINER
         threads: RES["data"]["threads"]
         resources:
             **res("data"),
         params:
+            luffy=LUFFY,
             out=lambda wildcards, output: Path(output.info).parent,
         shell:
-            "python -m luffy make-task --config {input} --out {params.out} > {log} 2>&1"
+            "logged {log} {params.luffy} make-task --config {input} --out {params.out}"
 
 
 if SCALE == "paper":
@@ -57,17 +60,21 @@ if SCALE == "paper":
             info=data_file("info"),
         log:
             f"{R}/logs/fetch_paper_data.log",
+        localrule: True  # a download: runs on the submitting host (compute nodes may be offline)
         conda:
             CONDA_ENV
+        container:
+            CONTAINER
         threads: RES["data"]["threads"]
         resources:
             **res("data"),
         params:
+            luffy=LUFFY,
             train=config["paper_data"]["train_dataset"],
             complement=config["paper_data"]["complement_dataset"],
             eval_dir=config["paper_data"]["eval_dir"],
             out=lambda wildcards, output: Path(output.info).parent,
         shell:
-            "python -m luffy fetch-data --train-dataset {params.train}"
+            "logged {log} {params.luffy} fetch-data --train-dataset {params.train}"
             " --complement-dataset {params.complement} --eval-dir {params.eval_dir}"
-            " --out {params.out} > {log} 2>&1"
+            " --out {params.out}"

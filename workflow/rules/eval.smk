@@ -14,18 +14,23 @@ rule evaluate_base:
         suite_file("base"),
     log:
         f"{R}/logs/eval/base.log",
+    benchmark:
+        f"{R}/benchmarks/eval/base.tsv"
     conda:
         CONDA_ENV
+    container:
+        CONTAINER
     threads: RES["eval"]["threads"]
     resources:
         **res("eval"),
     params:
+        luffy=LUFFY,
         model=lambda wildcards, input: Path(input.model).parent,
         out=lambda wildcards, output: Path(output[0]).parent,
         args=eval_args,
     shell:
-        "OMP_NUM_THREADS={threads} python -m luffy evaluate --model {params.model}"
-        " --out {params.out} {params.args} --no-progress > {log} 2>&1"
+        "logged {log} env OMP_NUM_THREADS={threads} {params.luffy} evaluate --model {params.model}"
+        " --out {params.out} {params.args} --no-progress"
 
 
 rule evaluate:
@@ -35,18 +40,23 @@ rule evaluate:
         f"{R}/eval/{{run}}/{{checkpoint}}/suite.json",
     log:
         f"{R}/logs/eval/{{run}}/{{checkpoint}}.log",
+    benchmark:
+        f"{R}/benchmarks/eval/{{run}}/{{checkpoint}}.tsv"
     wildcard_constraints:
         run=RUN_WILDCARD,
         checkpoint="|".join(CHECKPOINTS),
     conda:
         CONDA_ENV
+    container:
+        CONTAINER
     threads: RES["eval"]["threads"]
     resources:
         **res("eval"),
     params:
+        luffy=LUFFY,
         model=lambda wildcards: model_dir(wildcards.run, wildcards.checkpoint),
         out=lambda wildcards, output: Path(output[0]).parent,
         args=eval_args,
     shell:
-        "OMP_NUM_THREADS={threads} python -m luffy evaluate --model {params.model}"
-        " --out {params.out} {params.args} --no-progress > {log} 2>&1"
+        "logged {log} env OMP_NUM_THREADS={threads} {params.luffy} evaluate --model {params.model}"
+        " --out {params.out} {params.args} --no-progress"

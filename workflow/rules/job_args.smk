@@ -24,14 +24,33 @@ def train_inputs(wildcards):
     }
 
 
-def multi_node_sets():
-    """On > 1 node: the Ray backend over the nodes, one worker per GPU of a node (gres: gpu:<n>)."""
+def gpu_sets():
+    """A train job given GPUs trains on them: the Ray backend with one FSDP2 worker per GPU, each
+    with its share of the job's CPUs. One node: `gpu: <n>`; more nodes: Ray over the nodes and
+    `gres: gpu:<n>` per node (the Slurm plugin's gpu is a per-job total)."""
+    train = RES["train"]
+    per_worker = (
+        [f"resources.cpus_per_worker={train['cpus_per_gpu']}"]
+        if "cpus_per_gpu" in train
+        else []
+    )
     if NODES == 1:
-        return []
+        if not train.get("gpu"):
+            return []
+        return [
+            "resources.backend=ray",
+            "resources.device=cuda",
+            f"resources.workers_per_node={train['gpu']}",
+            *per_worker,
+        ]
     sets = ["resources.backend=ray", f"resources.nodes={NODES}"]
-    m = re.fullmatch(r"gpu(?::[A-Za-z0-9_.-]+)?:([0-9]+)", RES["train"].get("gres", ""))
+    m = re.fullmatch(r"gpu(?::[A-Za-z0-9_.-]+)?:([0-9]+)", train.get("gres", ""))
     if m:
-        sets += ["resources.device=cuda", f"resources.workers_per_node={m.group(1)}"]
+        sets += [
+            "resources.device=cuda",
+            f"resources.workers_per_node={m.group(1)}",
+            *per_worker,
+        ]
     return sets
 
 
@@ -43,7 +62,7 @@ def train_sets(wildcards, input):
         f"model.path={model_dir(start)}",
         f"data.train={input.train}",
         f"data.val={input.val}",
-        *multi_node_sets(),
+        *gpu_sets(),
         *config.get("train_overrides", []),
         *EXPERIMENTS[exp].get("set", []),
     ]
@@ -65,24 +84,33 @@ def eval_inputs(wildcards):
     return out
 
 
-def eval_args(wildcards):
-    """``luffy evaluate`` arguments: the suite, data, the checkpoint label and, for a run's best_val,
-    the final evaluation whose samples are reused where the weights are the same (best_val.json's
-    step = the last step: luffy evaluate compares the model's sha256 and the protocol).
-    """
+def suite_args(label, reuse=None):
+    """``luffy evaluate`` arguments: the suite, its data, the checkpoint label and a folder of
+    samples to reuse where the weights are the same."""
     ev = config["eval"]
-    label = getattr(wildcards, "checkpoint", "base")
     args = ["--suite", ev["suite"], "--checkpoint-label", label]
-    if label == "best_val":
-        args += [
-            "--reuse-samples",
-            str(Path(suite_file(wildcards.run, "final")).parent),
-        ]
+    if reuse:
+        args += ["--reuse-samples", reuse]
     if ev.get("config"):
         args += ["--config", ev["config"]]
     tiny = SCALE == "tiny"
     args += ["--data", f"{R}/data" if tiny else config["paper_data"]["eval_dir"]]
     return shlex.join(args + ev.get("args", []))
+
+
+def eval_args(wildcards):
+    """The base model's or a run's checkpoint's: a best_val evaluation reuses the final one's samples
+    where the weights are the same (best_val.json's step = the last step: luffy evaluate compares
+    the model's sha256 and the protocol)."""
+    label = getattr(wildcards, "checkpoint", "base")
+    reuse = None
+    if label == "best_val":
+        reuse = str(Path(suite_file(wildcards.run, "final")).parent)
+    return suite_args(label, reuse)
+
+
+def released_eval_args(wildcards):
+    return suite_args("released")
 
 
 def claims_pairs():
@@ -135,3 +163,8 @@ def write_yaml(content, path, log):
     """The section_config rule's body: dump ``content`` to ``path`` and say so in ``log``."""
     Path(path).write_text(yaml.safe_dump(content, sort_keys=False), encoding="utf-8")
     Path(log).write_text(f"wrote {path}\n", encoding="utf-8")
+
+
+def released_table_args():
+    evals = [("base", suite_file("base"))] + [(n, released_suite(n)) for n in RELEASED]
+    return " ".join(f"--eval {shlex.quote(f'{n}={p}')}" for n, p in evals)

@@ -17,15 +17,18 @@ if BASE["source"] == "build":
             f"{R}/logs/build_base_model.log",
         conda:
             CONDA_ENV
+        container:
+            CONTAINER
         threads: RES["model"]["threads"]
         resources:
             **res("model"),
         params:
+            luffy=LUFFY,
             task=lambda wildcards, input: Path(input.task).parent,
             out=lambda wildcards, output: Path(output[0]).parent,
         shell:
-            "OMP_NUM_THREADS={threads} python -m luffy build-model --task {params.task}"
-            " --config {input.config} --out {params.out} > {log} 2>&1"
+            "logged {log} env OMP_NUM_THREADS={threads} {params.luffy} build-model --task {params.task}"
+            " --config {input.config} --out {params.out}"
 
 
 if BASE["source"] == "hub":
@@ -38,12 +41,16 @@ if BASE["source"] == "hub":
             model_marker("base"),
         log:
             f"{R}/logs/resolve_base_model.log",
+        localrule: True  # a download: runs on the submitting host (compute nodes may be offline)
         conda:
             CONDA_ENV
+        container:
+            CONTAINER
         threads: RES["model"]["threads"]
         resources:
             **res("model"),
         params:
+            luffy=LUFFY,
             base=BASE["path"],
             edits=" ".join(
                 f"--set {k}={v}" for k, v in BASE.get("context_edit", {}).items()
@@ -55,5 +62,5 @@ if BASE["source"] == "hub":
             ),
             out=lambda wildcards, output: Path(output[0]).parent,
         shell:
-            "python -m luffy resolve-model --base {params.base} {params.edits}"
-            " {params.template} --out {params.out} > {log} 2>&1"
+            "logged {log} {params.luffy} resolve-model --base {params.base} {params.edits}"
+            " {params.template} --out {params.out}"

@@ -23,16 +23,19 @@ rule table:
     localrule: True
     conda:
         CONDA_ENV
+    container:
+        CONTAINER
     threads: RES["report"]["threads"]
     resources:
         **res("report"),
     params:
+        luffy=LUFFY,
         scale=SCALE,
         args=lambda wildcards: report_args(wildcards.table),
         out=lambda wildcards, output: Path(output.md).with_suffix(""),
     shell:
-        "python -m luffy report table --kind {wildcards.table} --scale {params.scale}"
-        " {params.args} --out {params.out} > {log} 2>&1"
+        "logged {log} {params.luffy} report table --kind {wildcards.table} --scale {params.scale}"
+        " {params.args} --out {params.out}"
 
 
 rule figure:
@@ -54,16 +57,19 @@ rule figure:
     localrule: True
     conda:
         CONDA_ENV
+    container:
+        CONTAINER
     threads: RES["report"]["threads"]
     resources:
         **res("report"),
     params:
+        luffy=LUFFY,
         scale=SCALE,
         args=lambda wildcards: report_args(wildcards.kind),
         out=lambda wildcards, output: Path(output.png).with_suffix(""),
     shell:
-        "MPLBACKEND=Agg python -m luffy report figure --kind {wildcards.kind}"
-        " --scale {params.scale} {params.args} --out {params.out} > {log} 2>&1"
+        "logged {log} env MPLBACKEND=Agg {params.luffy} report figure --kind {wildcards.kind}"
+        " --scale {params.scale} {params.args} --out {params.out}"
 
 
 rule claims:
@@ -84,11 +90,14 @@ rule claims:
     localrule: True
     conda:
         CONDA_ENV
+    container:
+        CONTAINER
     threads: RES["report"]["threads"]
     resources:
         **res("report"),
     params:
+        luffy=LUFFY,
         args=claims_args(),
         out=lambda wildcards, output: Path(output.md).with_suffix(""),
     shell:
-        "python -m luffy report claims {params.args} --out {params.out} > {log} 2>&1"
+        "logged {log} {params.luffy} report claims {params.args} --out {params.out}"

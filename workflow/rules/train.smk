@@ -15,18 +15,23 @@ rule train:
         f"{R}/runs/{{run}}/summary.json",
     log:
         f"{R}/logs/train/{{run}}.log",
+    benchmark:
+        f"{R}/benchmarks/train/{{run}}.tsv"
     wildcard_constraints:
         run=RUN_WILDCARD,
     conda:
         CONDA_ENV
+    container:
+        CONTAINER
     threads: RES["train"]["threads"]
     resources:
         **res("train"),
     params:
+        luffy=LUFFY,
         out=lambda wildcards, output: Path(output[0]).parent,
         sets=train_sets,
         # multi-node jobs start a Ray cluster across their allocation first
         launcher="bash scripts/ray-slurm.sh " if NODES > 1 else "",
     shell:
-        "OMP_NUM_THREADS={threads} {params.launcher}python -m luffy train --config {input.config}"
-        " --out {params.out} {params.sets} --no-progress > {log} 2>&1"
+        "logged {log} env OMP_NUM_THREADS={threads} {params.launcher}{params.luffy} train --config {input.config}"
+        " --out {params.out} {params.sets} --no-progress"

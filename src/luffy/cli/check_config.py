@@ -14,7 +14,11 @@ import sys
 def cmd_check_config(a: argparse.Namespace) -> int:
     from ..workflow_config import check_workflow_config, read_workflow_config
 
-    print(check_workflow_config(read_workflow_config(a.configs, stdin=sys.stdin), a.root))
+    def warn(line: str) -> None:
+        print(f"luffy: warning: {line}", file=sys.stderr)
+
+    config = read_workflow_config(a.configs, stdin=sys.stdin)
+    print(check_workflow_config(config, a.root, data=a.data, warn=warn))
     return 0
 
 
@@ -25,4 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="workflow config files, merged in order (default: config/config.yaml); "
                    "- reads one from stdin")
     m.add_argument("--root", default=".", help="the repository root: relative paths start there")
+    m.add_argument("--data", choices=["error", "warn"], default="error",
+                   help="missing data (base model files, benchmark parquets): an error (default), or "
+                   "a warning line each (what a dry run uses)")
     m.set_defaults(fn=cmd_check_config)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,11 +31,41 @@ def train(cfg, out: str | Path, *, resume: str = "auto", progress: bool = True) 
         t.close()
 
 
+#: Slurm's variables naming the GPUs of a job (``sbatch --gpus`` / ``--gres=gpu``).
+SLURM_GPU_VARS = ("SLURM_JOB_GPUS", "SLURM_STEP_GPUS", "SLURM_GPUS_ON_NODE")
+
+
+def _gpus_given(environ) -> str | None:
+    """``VAR=value`` of the first Slurm variable saying this job has GPUs, else None."""
+    for var in SLURM_GPU_VARS:
+        val = environ.get(var, "").strip()
+        if val and val != "NoDevFiles" and not (var == "SLURM_GPUS_ON_NODE" and val == "0"):
+            return f"{var}={val}"  # SLURM_JOB_GPUS=0 is GPU number 0, SLURM_GPUS_ON_NODE=0 none
+    return None
+
+
+def refuse_cpu_training_on_gpus(cfg, environ=os.environ) -> None:
+    """A Slurm job that was given GPUs must train on them: ConfigError (one line) when the run
+    config would train on the CPU (the local backend, or Ray workers on ``device: cpu``)."""
+    from ..config import ConfigError
+
+    given = _gpus_given(environ)
+    if given is None:
+        return
+    r = cfg.resources
+    if r.backend == "local" or r.device == "cpu":
+        where = "resources.backend is local" if r.backend == "local" else "resources.device is cpu"
+        raise ConfigError(f"this job was given GPUs ({given}) but {where}, which trains on the CPU: set "
+                          "resources.backend: ray, resources.device: cuda and one worker per GPU "
+                          "(resources.workers_per_node)")
+
+
 def cmd_train(a: argparse.Namespace) -> int:
     from ..config import load_run_config
     from ..train import NothingToDo
 
     cfg = load_run_config(a.config, a.set)
+    refuse_cpu_training_on_gpus(cfg)
     try:
         summary = train(cfg, a.out, resume=a.resume, progress=not a.no_progress)
     except NothingToDo as e:

@@ -8,7 +8,7 @@ evaluation parquets (columns ``data_source``, ``prompt`` messages, ``reward_mode
 
 Where the paper data comes from (``data`` argument): a folder holding the parquets, one parquet file
 (every benchmark whose ``data_source`` it contains), or ``None`` = ``$LUFFY_EVAL_DATA``, else the
-repository's ``../shared/data/luffy-eval``, else a download of the reference repo's raw files into
+repository's ``data/luffy-eval``, else a download of the reference repo's raw files into
 ``$LUFFY_CACHE`` (default ``~/.cache/luffy``), checked against the sha256s of the spec's appendix
 (:mod:`luffy.data.reference`, whose names are re-exported here).
 
@@ -44,7 +44,7 @@ from luffy.data.reference import (  # the reference's files and pins (also impor
 from luffy.data.schema import DataFormatError
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-SHARED_EVAL_DIR = REPO_ROOT.parent / "shared" / "data" / "luffy-eval"
+DEFAULT_EVAL_DIR = REPO_ROOT / "data" / "luffy-eval"  # gitignored; docs/cluster.md, "Data"
 REQUIRED_COLUMNS = ("data_source", "prompt", "reward_model")
 
 MATH_GRADERS = ("math_verify", "boxed")
@@ -189,12 +189,12 @@ def resolve_paper_file(bench: Benchmark, data: str | Path | None, cache_dir: str
             return p / bench.file
         raise _missing(bench, p)
     env = os.environ.get("LUFFY_EVAL_DATA")
-    for folder in ([Path(env)] if env else []) + [SHARED_EVAL_DIR]:
+    for folder in ([Path(env)] if env else []) + [DEFAULT_EVAL_DIR]:
         if (folder / bench.file).is_file():
             return folder / bench.file
     if bench.file in REFERENCE_SHA256:
         return fetch_reference_file(bench.file, cache_dir)
-    raise _missing(bench, Path(env) if env else SHARED_EVAL_DIR)
+    raise _missing(bench, Path(env) if env else DEFAULT_EVAL_DIR)
 
 
 def _missing(bench: Benchmark, folder: Path) -> BenchmarkDataMissing:

@@ -53,6 +53,7 @@ BENCHMARK_LABELS: dict[str, str] = {
 CHECKPOINT_LABELS: dict[str, str] = {
     "final": "final model of each run",
     "best_val": "best-validation checkpoint of each run",
+    "released": "the released checkpoints (evaluated here, not trained)",
 }
 
 # Checkpoint label -> the sentence of a table's notes that defines it.
@@ -60,6 +61,8 @@ CHECKPOINT_NOTES: dict[str, str] = {
     "final": "Checkpoint: each run's final model (model/, after the last training step).",
     "best_val": ("Checkpoint: each run's best-validation model (best_val/: the validation with the highest "
                  "accuracy after step 0, the earlier step on a tie; the checkpoint the paper reports)."),
+    "released": ("Checkpoint: the models the paper's authors released (config key `released`), evaluated "
+                 "with this suite; nothing was trained for this table."),
 }
 
 # Average key -> column label (the paper's "Avg." after the math and after the OOD columns).

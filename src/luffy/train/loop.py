@@ -61,6 +61,7 @@ from .run_files import (
     RunPaths,
     save_best_model,
     save_final_model,
+    set_aside_previous,
     write_summary,
 )
 from .tensors import MicroBatch
@@ -255,16 +256,15 @@ class Trainer:
             raise NothingToDo(f"{self.paths.out}: run already finished (summary.json exists)")
         self.paths.out.mkdir(parents=True, exist_ok=True)
         resolved = yaml.safe_dump(dump_config(self.cfg), sort_keys=False)
-        if (self.resume_mode == "auto" and self.paths.config.exists()
-                and CheckpointManager(self.paths.checkpoints).latest() is not None
-                and yaml.safe_load(self.paths.config.read_text()) != yaml.safe_load(resolved)):
-            raise TrainingError(f"{self.paths.out}: the config differs from the one its checkpoints were "
-                                f"written with ({self.paths.config}); use a new --out or delete the folder")
+        self.setup()  # bad data or a bad model fail here, before an earlier run is moved aside
+        if self.resume_mode == "auto" and (why := set_aside_previous(self.paths, resolved)):
+            self.log(f"{self.paths.out}: the earlier run there ({why}) was moved to "
+                     f"{self.paths.previous}/; training from step 0")
         atomic_write_text(self.paths.config, resolved)
-        self.setup()
         self._bad_streak, self._best = 0, None
         start = self._resume()
-        self.metrics.open_tensorboard()
+        self.metrics.open_tensorboard(start)
+        self.metrics.open_wandb(self.cfg.train.wandb, self.cfg.train.wandb_project, dump_config(self.cfg))
         if start == 0 and (v0 := self.validate(0)):
             self.metrics.append({"step": 0, **v0})
         return start
@@ -312,7 +312,7 @@ class Trainer:
             "model": str(self.paths.model),
             "best_val_model": str(self.paths.best_model),
         }
-        write_summary(self.paths.summary, summary)
+        write_summary(self.paths, summary)
         self.close()
         return summary
 

@@ -17,22 +17,33 @@
   step 0 (ties: the earlier step), rewritten whenever a validation beats it, and its step and score
   (the reference keeps the checkpoint with the best validation average, method §5.1); a run without
   validation data gets the final model there (score null);
-* ``summary.json`` -- written last: its presence means the run is finished.
+* ``summary.json`` -- the run's result; ``FINISHED`` -- written after it, the mark of a finished run;
+* ``previous/<time>-<why>/`` -- earlier runs moved aside (never deleted), see below.
+
+A run folder holds the run of one resolved config (:func:`set_aside_previous`): under ``--resume
+auto`` an unfinished run of the same config is resumed (a retry, a requeue, a kill); a finished
+one (``FINISHED`` present, ``summary.json`` removed, as ``snakemake -R`` does) or one of another
+config (an edited experiment file) is moved to ``previous/`` and the run starts from step 0. The
+``FINISHED`` mark comes after ``summary.json``, so a crash between the two leaves a run that is
+resumed, not retrained.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import re
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 from ..utils.files import atomic_write_text, fsync_dir
 from ..utils.jsonl import JsonlError, append_jsonl, read_jsonl, write_jsonl
@@ -77,6 +88,41 @@ class RunPaths:
     def best_info(self) -> Path:
         return self.out / "best_val.json"
 
+    @property
+    def finished(self) -> Path:
+        return self.out / "FINISHED"
+
+    @property
+    def previous(self) -> Path:
+        return self.out / "previous"
+
+
+def set_aside_previous(paths: RunPaths, resolved: str) -> str | None:
+    """Move an earlier run in ``paths.out`` to ``previous/<UTC time>-<why>/`` when it must not be
+    resumed: it finished, or its ``resolved_config.yaml`` differs from ``resolved``. Return the
+    reason (``finished`` / ``config-changed``), or None when there is nothing there or it is an
+    unfinished run of this config (to resume)."""
+    if not paths.config.exists():
+        return None
+    if paths.finished.exists():
+        why = "finished"
+    elif yaml.safe_load(paths.config.read_text(encoding="utf-8")) != yaml.safe_load(resolved):
+        why = "config-changed"
+    else:
+        return None
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    dest = paths.previous / f"{stamp}-{why}"
+    n = 1
+    while dest.exists():
+        n += 1
+        dest = paths.previous / f"{stamp}-{why}-{n}"
+    dest.mkdir(parents=True)
+    for item in sorted(paths.out.iterdir()):
+        if item.name != paths.previous.name:
+            item.rename(dest / item.name)
+    fsync_dir(paths.out)
+    return why
+
 
 # ------------------------------------------------------------------------------------------ metrics
 
@@ -93,26 +139,51 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 
 class MetricsLog:
-    """``metrics.jsonl`` (+ TensorBoard scalars once :meth:`open_tensorboard` is called)."""
+    """``metrics.jsonl`` (+ TensorBoard scalars once :meth:`open_tensorboard` is called, + W&B once
+    :meth:`open_wandb` is called with a mode other than ``off``)."""
 
     def __init__(self, paths: RunPaths) -> None:
         self.path = paths.metrics
         self.tb_dir = paths.tensorboard
+        self.out = paths.out
         self._tb = None
+        self._wandb = None
 
-    def open_tensorboard(self) -> None:
+    def open_wandb(self, mode: str, project: str, config: dict[str, Any]) -> None:
+        """Weights & Biases (``mode`` offline or online): one W&B run per run folder and config, so a
+        resume continues the same W&B run (W&B ignores the steps it already has)."""
+        if mode == "off":
+            return
+        try:
+            import wandb
+        except ImportError:
+            raise TrainingError(f"train.wandb: {mode} needs the wandb package (pip install wandb)") from None
+        digest = hashlib.sha256(json.dumps([str(self.out.resolve()), config], sort_keys=True, default=str)
+                                .encode()).hexdigest()[:16]
+        self._wandb = wandb.init(project=project, name=self.out.name, id=digest, resume="allow", mode=mode,
+                                 dir=str(self.out), config=config)
+
+    def open_tensorboard(self, start: int = 0) -> None:
+        """Scalars of the steps after ``start`` go to ``tb/``. On a resume (``start`` > 0) the
+        steps an interrupted attempt logged after ``start`` are purged (TensorBoard's
+        ``purge_step``), so every step shows once; a run starting at step 0 starts a new ``tb/``."""
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # tensorboard is optional
             return
-        self._tb = SummaryWriter(str(self.tb_dir))
+        if start == 0 and self.tb_dir.exists():
+            shutil.rmtree(self.tb_dir)
+        self._tb = SummaryWriter(str(self.tb_dir), purge_step=start + 1 if start else None)
 
     def append(self, rec: dict[str, Any]) -> None:
         append_jsonl(self.path, [rec])
+        scalars = {k: v for k, v in rec.items() if k != "step" and isinstance(v, (int, float))
+                   and not isinstance(v, bool) and math.isfinite(v)}
         if self._tb is not None:
-            for k, v in rec.items():
-                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-                    self._tb.add_scalar(k, v, rec["step"])
+            for k, v in scalars.items():
+                self._tb.add_scalar(k, v, rec["step"])
+        if self._wandb is not None:
+            self._wandb.log(scalars, step=rec["step"])
 
     def read(self) -> list[dict[str, Any]]:
         return read_metrics(self.path)
@@ -130,6 +201,9 @@ class MetricsLog:
         if self._tb is not None:
             self._tb.close()
             self._tb = None
+        if self._wandb is not None:
+            self._wandb.finish()
+            self._wandb = None
 
 
 # ------------------------------------------------------------------------------------ final outputs
@@ -153,8 +227,10 @@ def save_best_model(model: torch.nn.Module, tok: Any, paths: RunPaths, step: int
     atomic_write_text(paths.best_info, json.dumps({"step": step, "val_accuracy": score}, indent=1))
 
 
-def write_summary(path: Path, summary: dict[str, Any]) -> None:
-    atomic_write_text(path, json.dumps(summary, indent=1))
+def write_summary(paths: RunPaths, summary: dict[str, Any]) -> None:
+    """``summary.json``, then the ``FINISHED`` mark (see the module docstring)."""
+    atomic_write_text(paths.summary, json.dumps(summary, indent=1))
+    atomic_write_text(paths.finished, time.strftime("%Y-%m-%dT%H:%M:%SZ\n", time.gmtime()))
 
 
 # -------------------------------------------------------------------------------------- checkpoints

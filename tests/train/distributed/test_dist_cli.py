@@ -56,6 +56,7 @@ def test_cli_ray_vllm_resume_from_step_1(finished_run, task_dir, base_model, tmp
     shutil.rmtree(out / "checkpoints" / "step_000002")
     shutil.rmtree(out / "model")
     (out / "summary.json").unlink()
+    (out / "FINISHED").unlink()  # an interrupted run: neither of the two last writes happened
     r = cli(_args(task_dir, base_model, out))
     assert r.returncode == 0, r.stderr[-4000:]
     said = r.stdout + r.stderr
