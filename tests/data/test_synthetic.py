@@ -135,3 +135,64 @@ def test_impossible_counts_are_a_clear_error():
     ood = SplitSpec(min_ops=3, max_ops=3, min_operand=1, max_operand=2, max_value=99)
     with pytest.raises(ValueError, match="could only draw .* distinct 'train' problems"):
         generate_task(TaskConfig(n_train=100, train=tiny_space, ood=ood))
+
+
+FIXED = TaskConfig(
+    seed=3,
+    n_train=300,
+    n_train_rl=100,
+    n_test_id=100,
+    n_test_ood=100,
+    trace_format="restate_fixed",
+    fixed_width=20,
+    train=SplitSpec(min_ops=2, max_ops=3, max_operand=9, max_value=30, left_to_right=True),
+    ood=SplitSpec(min_ops=4, max_ops=5, max_operand=9, max_value=30, left_to_right=True),
+)
+
+
+def test_restate_fixed_hand_computed_example():
+    p = solve([7, 3, 5, 2], ["*", "+", "-"], width=20)
+    assert p.text == "Compute 07*03+05-02_________."
+    assert teacher_trace(p, "restate_fixed", 20) == (
+        "<think>\n07*03+05-02_________\n07*03=21\n21+05-02____________\n21+05=26\n"
+        "26-02_______________\n26-02=24\n</think>\nThe answer is \\boxed{24}."
+    )
+    assert teacher_trace(p, "steps", 20).startswith("<think>\n07*03=21\n21+05=26\n")
+
+
+def test_restate_fixed_copies_sit_at_constant_offsets():
+    """Every state and fact line is what the fixed-offset rules of restate_fixed_trace say."""
+    w = FIXED.fixed_width
+    for rows in generate_task(FIXED).values():
+        for r in rows:
+            expr = r.question.removeprefix("Compute ").removesuffix(".")
+            assert len(expr) == w
+            assert int(r.answer) == eval(re.sub(r"\b0(\d)", r"\1", expr.rstrip("_")))
+            if not r.traces:
+                continue
+            text = r.traces[0].text
+            lines = text.removeprefix("<think>\n").split("</think>")[0].splitlines()
+            assert lines[0] == expr
+            for k in range(0, len(lines), 2):
+                state, fact = lines[k], lines[k + 1]
+                assert len(state) == w and fact[:5] == state[:5] and len(fact) == 8
+                a, op, b, res = STEP.match(fact).groups()
+                assert eval(f"{int(a)}{op}{int(b)}") == int(res)
+                if k + 2 < len(lines):
+                    assert lines[k + 2] == fact[6:8] + state[5:] + "___"
+            assert text.endswith(f"\\boxed{{{lines[-1][6:8]}}}.") and int(lines[-1][6:8]) == int(r.answer)
+
+
+def test_left_to_right_problems_evaluate_in_order():
+    for r in generate_task(FIXED)["train"]:
+        ops = [c for c in r.question if c in "+-*"]
+        assert "*" not in "".join(ops).lstrip("*")
+
+
+def test_fixed_width_config_is_validated():
+    with pytest.raises(ValidationError, match="needs fixed_width"):
+        TaskConfig(trace_format="restate_fixed")
+    with pytest.raises(ValidationError, match="fixed_width=17 < 20"):
+        FIXED.model_validate({**FIXED.model_dump(), "fixed_width": 17})
+    with pytest.raises(ValidationError, match="left_to_right"):
+        TaskConfig(trace_format="restate_fixed", fixed_width=20)

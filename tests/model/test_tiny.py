@@ -11,8 +11,10 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from luffy.data import TaskConfig, generate_task, render_prompt, write_task
+from luffy.data.synthetic import SplitSpec
 from luffy.model import TinyModelConfig, build_base_model, build_tokenizer
 from luffy.model.tiny import byte_symbols, fact_doc, sample_fact
+from luffy.model.tiny.pretrain import copy_drill_doc, direct_answer_doc, restate_answer_doc, step_drill_doc
 
 TASK = TaskConfig(seed=1, n_train=40, n_train_rl=5, n_test_id=5, n_test_ood=5)
 FAST = TinyModelConfig(
@@ -164,3 +166,40 @@ def test_config_validation():
 def test_missing_task_manifest_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"task\.json: missing"):
         build_base_model(tmp_path, tmp_path / "m", FAST)
+
+
+FIXED_TASK = TaskConfig(
+    seed=1, n_train=40, n_train_rl=5, n_test_id=5, n_test_ood=5, trace_format="restate_fixed", fixed_width=20,
+    train=SplitSpec(min_ops=2, max_ops=3, max_operand=9, max_value=30, left_to_right=True),
+    ood=SplitSpec(min_ops=4, max_ops=5, max_operand=9, max_value=30, left_to_right=True),
+)  # fmt: skip
+
+
+def test_fixed_width_documents(tok):
+    rows = generate_task(FIXED_TASK)["train"]
+    spec = FIXED_TASK.train
+    assert re.fullmatch(r"(\d\d[-+*]\d\d=\d\d\n){8}", fact_doc(random.Random(1), 8, spec, fixed=True))
+    direct = direct_answer_doc(tok, rows[0], fixed=True)
+    assert direct.endswith(f"</think>\nThe answer is \\boxed{{{int(rows[0].answer):02d}}}.{tok.eos_token}")
+    restated = restate_answer_doc(tok, rows[0])
+    expr = rows[0].question.removeprefix("Compute ").removesuffix(".")
+    assert restated == render_prompt(tok, rows[0].prompt) + expr + "\n" + direct.split("<think>\n")[-1]
+    drill = step_drill_doc(random.Random(2), 3, spec, 20)
+    for block in drill.split("\n\n"):
+        lines = block.strip("\n").split("\n")
+        assert len(lines) in (2, 3) and len(lines[0]) == 20 and lines[1][:5] == lines[0][:5]
+    copy = copy_drill_doc(tok, random.Random(3), spec, 20)
+    m = re.fullmatch(
+        r"User: Repeat: (\S{20})\.\nAssistant: <think>\n(\S{20})\n</think>\n<\|endoftext\|>", copy
+    )
+    assert m and m[1] == m[2]
+    assert copy.index("<think>") - copy.index(m[1]) == restated.index("<think>") - restated.index(expr)
+
+
+def test_fixed_width_build_uses_the_new_documents(tmp_path):
+    write_task(tmp_path / "task", FIXED_TASK)
+    cfg = FAST.model_copy(
+        update={"restate_fraction": 0.5, "step_drill_fraction": 0.5, "copy_drill_fraction": 0.5}
+    )
+    card = build_base_model(tmp_path / "task", tmp_path / "model", cfg)
+    assert card["config"]["restate_fraction"] == 0.5 and 0.0 <= card["fact_accuracy"] <= 1.0

@@ -7,6 +7,11 @@ for DeepSeek-R1, writes an always-correct R1-style trace, one line per step in e
 
     <think>\\n4*2=8\\n3+8=11\\n11-5=6\\n</think>\\nThe answer is \\boxed{6}.
 
+Optional fixed-offset layout (``fixed_width``, ``trace_format="restate_fixed"``, left-to-right
+problems): two-digit numbers, expressions padded with ``_`` to a fixed width, and a trace whose
+every copied token sits a constant distance behind where it is written (:func:`restate_fixed_trace`;
+the search that motivated it is in docs/miniature.md).
+
 Splits (disjoint by problem text): ``train`` and ``train_rl`` (the held-out RL prompts of the
 SFT+RL baseline, method §2) carry one trace each; ``test_id`` is drawn from the training
 distribution; ``test_ood`` needs more steps or larger numbers than training ever shows (the
@@ -21,7 +26,7 @@ import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -31,6 +36,9 @@ from luffy.data.schema import Trace, TrainRow
 SPLITS = ("train", "train_rl", "test_id", "test_ood")
 TEACHER = "arith-teacher"
 _OPS = "+-*"
+FILLER = "_"  # pads fixed-width expressions and state lines (``fixed_width > 0``)
+NUMBER_DIGITS = 2  # every number of a fixed-width task is written with exactly this many digits
+TraceFormat = Literal["steps", "restate_fixed"]
 
 
 class SplitSpec(BaseModel):
@@ -44,6 +52,11 @@ class SplitSpec(BaseModel):
     max_operand: int = Field(ge=1, description="largest operand")
     max_value: int = Field(ge=1, description="every intermediate result and the answer lie in 0..max_value")
     paren_prob: float = Field(0.0, ge=0.0, le=1.0, description="chance of one parenthesised sub-expression")
+    left_to_right: bool = Field(
+        False,
+        description="only problems whose standard evaluation order is left to right "
+        "(every * before the first + or -, no parentheses); needed by trace_format restate_fixed",
+    )
 
     @model_validator(mode="after")
     def _ranges(self) -> SplitSpec:
@@ -51,7 +64,13 @@ class SplitSpec(BaseModel):
             raise ValueError(f"min_ops={self.min_ops} > max_ops={self.max_ops}")
         if self.min_operand > self.max_operand:
             raise ValueError(f"min_operand={self.min_operand} > max_operand={self.max_operand}")
+        if self.left_to_right and self.paren_prob > 0:
+            raise ValueError("left_to_right problems have no parentheses: set paren_prob to 0")
         return self
+
+    def expr_width(self) -> int:
+        """Characters of the longest expression with every number written in :data:`NUMBER_DIGITS` digits."""
+        return (NUMBER_DIGITS + 1) * self.max_ops + NUMBER_DIGITS + (2 if self.paren_prob > 0 else 0)
 
 
 class TaskConfig(BaseModel):
@@ -78,6 +97,37 @@ class TaskConfig(BaseModel):
         description="distribution of test_ood",
     )
     test_traces: bool = Field(False, description="also attach teacher traces to the test splits")
+    trace_format: TraceFormat = Field(
+        "steps",
+        description="steps: one 'a op b=r' line per step; restate_fixed: the fixed-offset layout of "
+        ":func:`restate_fixed_trace` (needs fixed_width and left_to_right splits)",
+    )
+    fixed_width: int = Field(
+        0,
+        ge=0,
+        description="0: plain numbers; W > 0: every number zero-padded to 2 digits and every expression "
+        "right-padded with '_' to W characters, so copies sit at constant offsets",
+    )
+
+    @model_validator(mode="after")
+    def _fixed_width_fits(self) -> TaskConfig:
+        """Fixed-width tasks: 2-digit numbers, expressions within W (restate_fixed: W - 3, see its trace)."""
+        if self.trace_format == "restate_fixed" and not self.fixed_width:
+            raise ValueError("trace_format restate_fixed needs fixed_width > 0")
+        if not self.fixed_width:
+            return self
+        slack = 3 if self.trace_format == "restate_fixed" else 0
+        for name, spec in (("train", self.train), ("ood", self.ood)):
+            if max(spec.max_value, spec.max_operand) >= 10**NUMBER_DIGITS:
+                raise ValueError(f"fixed_width: {name} numbers must have at most {NUMBER_DIGITS} digits")
+            if spec.expr_width() + slack > self.fixed_width:
+                raise ValueError(
+                    f"fixed_width={self.fixed_width} < {spec.expr_width() + slack} needed by {name} "
+                    f"(max_ops={spec.max_ops}, trace_format={self.trace_format})"
+                )
+            if self.trace_format == "restate_fixed" and not spec.left_to_right:
+                raise ValueError(f"trace_format restate_fixed needs {name}.left_to_right: true")
+        return self
 
     @model_validator(mode="after")
     def _ood_is_harder(self) -> TaskConfig:
@@ -106,20 +156,74 @@ class Problem:
         return len(self.steps)
 
 
-def teacher_trace(problem: Problem) -> str:
-    """The teacher's R1-style response: one ``a op b = r`` line per step, then the boxed answer."""
-    lines = "".join(f"{a}{op}{b}={r}\n" for a, op, b, r in problem.steps)
-    return f"<think>\n{lines}</think>\nThe answer is \\boxed{{{problem.answer}}}."
+def number(x: int, fixed: bool = False) -> str:
+    """``x`` as text: plain, or zero-padded to :data:`NUMBER_DIGITS` digits when ``fixed``."""
+    return f"{x:0{NUMBER_DIGITS}d}" if fixed else str(x)
 
 
-def solve(nums: list[int], ops: list[str], paren: tuple[int, int] | None = None) -> Problem:
+def fact_line(a: int, op: str, b: int, r: int, fixed: bool = False) -> str:
+    """One step fact ``a op b=r`` and its newline (numbers as :func:`number` writes them)."""
+    return f"{number(a, fixed)}{op}{number(b, fixed)}={number(r, fixed)}\n"
+
+
+def answer_text(answer: int, fixed: bool = False) -> str:
+    """The closing part of every response: ``</think>`` and the boxed answer."""
+    return f"</think>\nThe answer is \\boxed{{{number(answer, fixed)}}}."
+
+
+def teacher_trace(problem: Problem, trace_format: TraceFormat = "steps", width: int = 0) -> str:
+    """The teacher's R1-style response in ``trace_format`` (``width``: the task's fixed_width).
+
+    ``steps``: one ``a op b=r`` line per step, then the boxed answer. ``restate_fixed``: see
+    :func:`restate_fixed_trace`.
+    """
+    if trace_format == "restate_fixed":
+        return restate_fixed_trace(problem, width)
+    lines = "".join(fact_line(*step, fixed=width > 0) for step in problem.steps)
+    return f"<think>\n{lines}{answer_text(problem.answer, width > 0)}"
+
+
+def restate_fixed_trace(problem: Problem, width: int) -> str:
+    """The fixed-offset trace of a left-to-right problem: state line, fact line, state line, ...
+
+    Every number has 2 digits and every state line (the expression still to compute) is padded
+    with ``_`` to ``width`` characters; the first step always takes the first operator::
+
+        07*03+05-02_________     state 0: the prompt's expression, copied
+        07*03=21                 fact: the first 5 characters of the state above, and its result
+        21+05-02____________     state 1: the result, then state 0 from its 6th character on
+        21+05=26
+        26-02_______________
+        26-02=24
+        </think>\nThe answer is \boxed{24}.
+
+    So every token the model copies sits a constant distance behind the place it is written:
+    the state line 0 copies the prompt (``width + 15`` back), a fact line the state above
+    (``width + 1``), a state line its first number from the fact above (3) and the rest from the
+    state two lines up, shifted by 3 (``width + 7``); its filler and newline are where the state
+    two lines up has them (``width + 10``), which holds because every expression is at most
+    ``width - 3`` characters long (the config validator checks it).
+    """
+    tail = [(op, b) for _, op, b, _ in problem.steps]
+    if any(nxt[0] != prev[3] for prev, nxt in zip(problem.steps, problem.steps[1:])):
+        raise ValueError(f"restate_fixed needs a left-to-right problem, got {problem.expr!r}")
+    lines = []
+    for k, (a, op, b, r) in enumerate(problem.steps):
+        state = number(a, True) + "".join(o + number(x, True) for o, x in tail[k:])
+        lines.append(state.ljust(width, FILLER) + "\n")
+        lines.append(fact_line(a, op, b, r, fixed=True))
+    return "<think>\n" + "".join(lines) + answer_text(problem.answer, fixed=True)
+
+
+def solve(nums: list[int], ops: list[str], paren: tuple[int, int] | None = None, width: int = 0) -> Problem:
     """Evaluate ``nums[0] ops[0] nums[1] ...`` step by step, recording each step.
 
-    ``paren = (lo, hi)`` wraps operands ``lo..hi`` (inclusive) in parentheses.
+    ``paren = (lo, hi)`` wraps operands ``lo..hi`` (inclusive) in parentheses. ``width > 0``
+    writes the expression fixed-width (2-digit numbers, ``_`` up to ``width`` characters).
     """
     if len(nums) != len(ops) + 1 or not ops:
         raise ValueError(f"need k+1 numbers for k>=1 operators, got {len(nums)} and {len(ops)}")
-    expr = _format(nums, ops, paren)
+    expr = _format(nums, ops, paren, fixed=width > 0).ljust(width, FILLER)
     nums, ops, steps = list(nums), list(ops), []
     while ops:
         lo, hi = paren if paren else (0, len(nums) - 1)
@@ -135,17 +239,20 @@ def solve(nums: list[int], ops: list[str], paren: tuple[int, int] | None = None)
     return Problem(expr=expr, steps=tuple(steps), answer=nums[0])
 
 
-def sample_problem(rng: random.Random, spec: SplitSpec) -> Problem | None:
-    """One random problem from ``spec``, or None if an intermediate value leaves 0..max_value."""
+def sample_problem(rng: random.Random, spec: SplitSpec, width: int = 0) -> Problem | None:
+    """One random problem from ``spec``, or None if an intermediate value leaves 0..max_value
+    (or, for ``spec.left_to_right``, if a ``*`` follows a ``+``/``-``)."""
     n = rng.randint(spec.min_ops, spec.max_ops)
     nums = [rng.randint(spec.min_operand, spec.max_operand) for _ in range(n + 1)]
     ops = [rng.choice(_OPS) for _ in range(n)]
+    if spec.left_to_right and not _is_left_to_right(ops):
+        return None
     paren = None
     if n >= 2 and rng.random() < spec.paren_prob:
         lo = rng.randint(0, n - 1)
         hi = rng.randint(lo + 1, n if lo > 0 else n - 1)  # never the whole expression
         paren = (lo, hi)
-    p = solve(nums, ops, paren)
+    p = solve(nums, ops, paren, width)
     if all(0 <= r <= spec.max_value for *_, r in p.steps):
         return p
     return None
@@ -165,9 +272,8 @@ def generate_task(cfg: TaskConfig) -> dict[str, list[TrainRow]]:
         spec = cfg.ood if split == "test_ood" else cfg.train
         with_trace = split.startswith("train") or cfg.test_traces
         rng = random.Random(f"luffy-tiny-task:{cfg.seed}:{split}")
-        out[split] = [
-            _row(p, split, i, with_trace) for i, p in enumerate(_draw(rng, spec, sizes[split], seen, split))
-        ]
+        problems = _draw(rng, spec, sizes[split], seen, split, cfg.fixed_width)
+        out[split] = [_row(p, split, i, with_trace, cfg) for i, p in enumerate(problems)]
     return out
 
 
@@ -185,13 +291,15 @@ def write_task(out_dir: str | Path, cfg: TaskConfig) -> dict[str, Any]:
     return info
 
 
-def _draw(rng: random.Random, spec: SplitSpec, n: int, seen: set[str], split: str) -> list[Problem]:
+def _draw(
+    rng: random.Random, spec: SplitSpec, n: int, seen: set[str], split: str, width: int = 0
+) -> list[Problem]:
     problems: list[Problem] = []
     budget = 200 * n + 10_000
     for _ in range(budget):
         if len(problems) == n:
             return problems
-        p = sample_problem(rng, spec)
+        p = sample_problem(rng, spec, width)
         if p is not None and p.text not in seen:
             seen.add(p.text)
             problems.append(p)
@@ -203,20 +311,27 @@ def _draw(rng: random.Random, spec: SplitSpec, n: int, seen: set[str], split: st
     )
 
 
-def _row(p: Problem, split: str, i: int, with_trace: bool) -> TrainRow:
+def _row(p: Problem, split: str, i: int, with_trace: bool, cfg: TaskConfig) -> TrainRow:
+    trace = teacher_trace(p, cfg.trace_format, cfg.fixed_width)
     return TrainRow(
         id=f"{split}-{i:05d}",
         prompt=[{"role": "user", "content": p.text}],
         answer=str(p.answer),
-        traces=[Trace(text=teacher_trace(p), teacher=TEACHER)] if with_trace else [],
+        traces=[Trace(text=trace, teacher=TEACHER)] if with_trace else [],
         split=split,
     )
 
 
-def _format(nums: list[int], ops: list[str], paren: tuple[int, int] | None) -> str:
+def _is_left_to_right(ops: list[str]) -> bool:
+    """True if no ``*`` follows a ``+``/``-``: then precedence order is left-to-right order."""
+    first_additive = next((i for i, o in enumerate(ops) if o != "*"), len(ops))
+    return "*" not in ops[first_additive:]
+
+
+def _format(nums: list[int], ops: list[str], paren: tuple[int, int] | None, fixed: bool = False) -> str:
     parts = []
     for i, x in enumerate(nums):
-        s = str(x)
+        s = number(x, fixed)
         if paren and i == paren[0]:
             s = "(" + s
         if paren and i == paren[1]:

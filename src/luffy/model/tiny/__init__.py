@@ -9,6 +9,10 @@ it is pretrained briefly on the TRAIN split only, on two kinds of documents,
 
 * lines of single-operation facts (``14-5=9``), so that the teacher's steps are learnable later.
 
+For a fixed-width task (``TaskConfig.fixed_width``) the numbers are two-digit and two optional
+document kinds exist: direct answers that first restate the padded expression
+(``restate_fraction``) and single-step drills (``step_drill_fraction``).
+
 It never sees the teacher's step-by-step traces or the test splits. The result knows the answer
 format but rarely the answer of a multi-step problem: low, non-zero reward on ``test_id`` and
 about zero on ``test_ood`` -- a base model that RL can improve.

@@ -15,7 +15,7 @@ from transformers import PreTrainedTokenizerFast, Qwen2ForCausalLM
 
 from luffy.data.loaders import load_rows
 from luffy.data.schema import TrainRow
-from luffy.data.synthetic import SplitSpec
+from luffy.data.synthetic import SplitSpec, fact_line
 from luffy.data.templates import render_prompt
 from luffy.model.tiny.arch import TinyModelConfig
 from luffy.model.tiny.pretrain import sample_fact
@@ -23,22 +23,26 @@ from luffy.rewards import math_verify_reward
 
 
 @torch.no_grad()
-def fact_accuracy(model: Any, tok: PreTrainedTokenizerFast, spec: SplitSpec, *, n: int, seed: int) -> float:
+def fact_accuracy(
+    model: Any, tok: PreTrainedTokenizerFast, spec: SplitSpec, *, n: int, seed: int, fixed: bool = False
+) -> float:
     """Share of ``n`` random step facts (:func:`sample_fact`) the model completes exactly (greedy).
 
-    The prompt is ``"a op b="``; the answer must be ``r`` followed by a newline. A diagnostic of
+    The prompt is ``"a op b="``; the answer must be ``r`` followed by a newline (``fixed``: all
+    numbers 2-digit, as :func:`~luffy.data.synthetic.fact_line` writes them). A diagnostic of
     whether the teacher's steps are within the base model's reach.
     """
     rng = random.Random(f"facts:{seed}")
-    facts = [sample_fact(rng, spec) for _ in range(n)]
+    lines = [fact_line(*sample_fact(rng, spec), fixed=fixed) for _ in range(n)]
+    prompts, answers = zip(*(line.split("=") for line in lines))
     old_side, tok.padding_side = tok.padding_side, "left"
     try:
-        enc = tok([f"{a}{op}{b}=" for a, op, b, _ in facts], return_tensors="pt", padding=True)
+        enc = tok([f"{q}=" for q in prompts], return_tensors="pt", padding=True)
         out = model.generate(**enc, max_new_tokens=5, do_sample=False, pad_token_id=tok.pad_token_id)
     finally:
         tok.padding_side = old_side
     texts = tok.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-    return sum(t.startswith(f"{r}\n") for (*_, r), t in zip(facts, texts)) / n
+    return sum(t.startswith(r) for r, t in zip(answers, texts)) / n
 
 
 def starting_accuracy(

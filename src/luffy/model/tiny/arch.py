@@ -45,6 +45,33 @@ class TinyModelConfig(BaseModel):
     weight_decay: float = Field(0.01, ge=0)
     fact_fraction: float = Field(0.5, ge=0, le=1, description="share of documents that are fact lines")
     facts_per_doc: int = Field(8, ge=1)
+    restate_fraction: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="fixed-width tasks only: share of the direct-answer documents that first restate "
+        "the padded expression on a line (the teacher's first copy); ignored otherwise",
+    )
+    step_drill_fraction: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="fixed-width tasks only: share of the fact documents that are single-step drills "
+        "(state line, fact line, next state line; never a chain, prompt or answer); ignored otherwise",
+    )
+    steps_per_drill: int = Field(3, ge=1, description="single steps per step-drill document")
+    copy_drill_fraction: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="fixed-width tasks only: share of the non-fact documents that are copy drills "
+        "('Repeat: <expr>.' answered by the expression, no answer); ignored otherwise",
+    )
+    copy_max_ops: int = Field(
+        0,
+        ge=0,
+        description="copy-drill expressions have 1..copy_max_ops operators (0: the train split's max_ops)",
+    )
     threads: int = Field(1, ge=1, description="torch threads during the build (1: see module docstring)")
     eval_n: int = Field(500, ge=0, description="prompts per test split for the starting accuracy")
     eval_max_new_tokens: int = Field(48, ge=1)

@@ -30,13 +30,14 @@ def build_base_model(task_dir: str | Path, out_dir: str | Path, cfg: TinyModelCo
     """
     task_dir, out_dir = Path(task_dir), Path(out_dir)
     spec = _train_spec(task_dir)
+    width = _fixed_width(task_dir)
     train = load_rows(task_dir / "train.jsonl", fmt="luffy")
     t0, c0 = time.perf_counter(), time.process_time()
     with deterministic(cfg.threads):
         torch.manual_seed(cfg.seed)
         tok = build_tokenizer()
         model = Qwen2ForCausalLM(model_config(cfg, tok))
-        losses = pretrain(model, tok, train, spec, cfg)
+        losses = pretrain(model, tok, train, spec, cfg, width)
         train_s, train_cpu_s = time.perf_counter() - t0, time.process_time() - c0
         accuracy = facts = None  # eval_n=0: not measured
         if cfg.eval_n > 0:
@@ -44,7 +45,7 @@ def build_base_model(task_dir: str | Path, out_dir: str | Path, cfg: TinyModelCo
                 s: starting_accuracy(model, tok, task_dir / f"{s}.jsonl", cfg)
                 for s in ("test_id", "test_ood")
             }
-            facts = fact_accuracy(model, tok, spec, n=cfg.eval_n, seed=cfg.seed + 1)
+            facts = fact_accuracy(model, tok, spec, n=cfg.eval_n, seed=cfg.seed + 1, fixed=width > 0)
     model.generation_config = GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
@@ -67,6 +68,12 @@ def build_base_model(task_dir: str | Path, out_dir: str | Path, cfg: TinyModelCo
     }
     (out_dir / "model_card.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     return card
+
+
+def _fixed_width(task_dir: Path) -> int:
+    """The task's ``fixed_width`` (0 for plain numbers and for task.json files written before it)."""
+    config = json.loads((task_dir / "task.json").read_text(encoding="utf-8"))["config"]
+    return int(config.get("fixed_width", 0))
 
 
 def _train_spec(task_dir: Path) -> SplitSpec:

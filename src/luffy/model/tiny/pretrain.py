@@ -17,16 +17,37 @@ import torch
 from transformers import PreTrainedTokenizerFast, Qwen2ForCausalLM
 
 from luffy.data.schema import TrainRow
-from luffy.data.synthetic import SplitSpec, sample_problem
+from luffy.data.synthetic import SplitSpec, answer_text, fact_line, restate_fixed_trace, sample_problem
 from luffy.data.templates import render_prompt
 from luffy.model.tiny.arch import TinyModelConfig
 
 
-def direct_answer_doc(tok: PreTrainedTokenizerFast, row: TrainRow) -> str:
-    """A problem with its short, direct answer (no steps), as pretraining text."""
-    return (
-        render_prompt(tok, row.prompt) + f"</think>\nThe answer is \\boxed{{{row.answer}}}." + tok.eos_token
-    )
+def direct_answer_doc(tok: PreTrainedTokenizerFast, row: TrainRow, fixed: bool = False) -> str:
+    """A problem with its short, direct answer (no steps), as pretraining text.
+
+    ``fixed``: the task's numbers are fixed-width (2-digit answer, as the teacher writes it).
+    """
+    return render_prompt(tok, row.prompt) + answer_text(int(row.answer), fixed) + tok.eos_token
+
+
+def restate_answer_doc(tok: PreTrainedTokenizerFast, row: TrainRow) -> str:
+    """A fixed-width problem whose response first restates the padded expression on its own line,
+    then answers directly (no steps): the teacher's first copy, at the teacher's offset."""
+    expr = row.question.removeprefix("Compute ").removesuffix(".")
+    body = render_prompt(tok, row.prompt) + expr + "\n"
+    return body + answer_text(int(row.answer), True) + tok.eos_token
+
+
+def copy_drill_doc(tok: PreTrainedTokenizerFast, rng: random.Random, spec: SplitSpec, width: int) -> str:
+    """``Repeat: <expression>.`` answered by the expression on a line, then ``</think>`` (no answer).
+
+    The expression is a fresh random one from ``spec`` written ``width`` wide; ``Repeat: `` has
+    the length of ``Compute `` so the copy sits at the offset of the teacher's state line 0.
+    """
+    while (problem := sample_problem(rng, spec, width)) is None:
+        pass
+    prompt = render_prompt(tok, [{"role": "user", "content": f"Repeat: {problem.expr}."}])
+    return prompt + problem.expr + "\n</think>\n" + tok.eos_token
 
 
 def sample_fact(rng: random.Random, spec: SplitSpec) -> tuple[int, str, int, int]:
@@ -41,9 +62,31 @@ def sample_fact(rng: random.Random, spec: SplitSpec) -> tuple[int, str, int, int
     return rng.choice(problem.steps)
 
 
-def fact_doc(rng: random.Random, n: int, spec: SplitSpec) -> str:
-    """``n`` lines ``a op b=r`` (the teacher's step-line format), each from a different problem."""
-    return "".join(f"{a}{op}{b}={r}\n" for a, op, b, r in (sample_fact(rng, spec) for _ in range(n)))
+def fact_doc(rng: random.Random, n: int, spec: SplitSpec, fixed: bool = False) -> str:
+    """``n`` lines ``a op b=r`` (the teacher's step-line format), each from a different problem.
+
+    ``fixed``: numbers zero-padded to 2 digits, as in a fixed-width task.
+    """
+    return "".join(fact_line(*sample_fact(rng, spec), fixed=fixed) for _ in range(n))
+
+
+def step_drill_doc(rng: random.Random, n: int, spec: SplitSpec, width: int) -> str:
+    """``n`` single steps of the fixed-offset trace, each from a different problem, blank-line separated.
+
+    A step is a state line, its fact line and the next state line (just the two lines for a
+    problem's last step), exactly as :func:`~luffy.data.synthetic.restate_fixed_trace` writes
+    them: the copies at the trace's offsets, but never a chain of steps, a prompt or an answer.
+    """
+    blocks = []
+    for _ in range(n):
+        while (problem := sample_problem(rng, spec, width)) is None:
+            pass
+        lines = (
+            restate_fixed_trace(problem, width).removeprefix("<think>\n").split("</think>")[0].splitlines()
+        )
+        k = 2 * rng.randrange(problem.n_ops)
+        blocks.append("".join(line + "\n" for line in lines[k : k + 3]))
+    return "\n".join(blocks)
 
 
 def pretrain(
@@ -52,13 +95,22 @@ def pretrain(
     train: list[TrainRow],
     spec: SplitSpec,
     cfg: TinyModelConfig,
+    width: int = 0,
 ) -> list[list[float]]:
     """Plain next-token LM training on a mix of direct-answer and fact documents.
 
-    Returns ``[step, mean loss]`` pairs: step 0 alone, then the mean over each ~5% of the steps.
+    ``width``: the task's ``fixed_width`` (> 0: 2-digit numbers in facts and answers; then a share
+    ``cfg.restate_fraction`` of the direct answers first restate the expression
+    (:func:`restate_answer_doc`), a share ``cfg.copy_drill_fraction`` of them are copy drills
+    (:func:`copy_drill_doc`) and a share ``cfg.step_drill_fraction`` of the fact documents are
+    step drills (:func:`step_drill_doc`)). Returns ``[step, mean loss]`` pairs: step 0 alone, then the
+    mean over each ~5% of the steps.
     """
     rng = random.Random(cfg.seed)
-    problems = [tok(direct_answer_doc(tok, r))["input_ids"] for r in train]
+    fixed = width > 0
+    problems = [tok(direct_answer_doc(tok, r, fixed))["input_ids"] for r in train]
+    restated = [tok(restate_answer_doc(tok, r))["input_ids"] for r in train] if fixed else []
+    copy_spec = spec.model_copy(update={"min_ops": 1, "max_ops": cfg.copy_max_ops or spec.max_ops})
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg.warmup_steps, cfg.steps))
     log, every, window = [], max(1, cfg.steps // 20), []
@@ -67,8 +119,15 @@ def pretrain(
         docs = []
         for _ in range(cfg.batch_size):
             if rng.random() < cfg.fact_fraction:
-                text = fact_doc(rng, cfg.facts_per_doc, spec)
+                if fixed and rng.random() < cfg.step_drill_fraction:
+                    text = step_drill_doc(rng, cfg.steps_per_drill, spec, width)
+                else:
+                    text = fact_doc(rng, cfg.facts_per_doc, spec, fixed)
                 docs.append(tok(text + tok.eos_token)["input_ids"])
+            elif fixed and rng.random() < cfg.copy_drill_fraction:
+                docs.append(tok(copy_drill_doc(tok, rng, copy_spec, width))["input_ids"])
+            elif restated and rng.random() < cfg.restate_fraction:
+                docs.append(rng.choice(restated))
             else:
                 docs.append(rng.choice(problems))
         ids, mask = _pad_right(docs, tok.pad_token_id)  # [B, T]
