@@ -1,5 +1,6 @@
 """The tiny base model: char tokenizer, HF folder layout, determinism (tiny budgets only)."""
 
+import hashlib
 import json
 import random
 import re
@@ -14,7 +15,13 @@ from luffy.data import TaskConfig, generate_task, render_prompt, write_task
 from luffy.data.synthetic import SplitSpec
 from luffy.model import TinyModelConfig, build_base_model, build_tokenizer
 from luffy.model.tiny import byte_symbols, fact_doc, sample_fact
-from luffy.model.tiny.pretrain import copy_drill_doc, direct_answer_doc, restate_answer_doc, step_drill_doc
+from luffy.model.tiny.pretrain import (
+    copy_drill_doc,
+    direct_answer_doc,
+    draw_document,
+    restate_answer_doc,
+    step_drill_doc,
+)
 
 TASK = TaskConfig(seed=1, n_train=40, n_train_rl=5, n_test_id=5, n_test_ood=5)
 FAST = TinyModelConfig(
@@ -203,3 +210,30 @@ def test_fixed_width_build_uses_the_new_documents(tmp_path):
     )
     card = build_base_model(tmp_path / "task", tmp_path / "model", cfg)
     assert card["config"]["restate_fraction"] == 0.5 and 0.0 <= card["fact_accuracy"] <= 1.0
+
+
+#: sha256 of the first 200 documents of TinyModelConfig(seed=0, restate_fraction=0.5) on FIXED_TASK.
+PINNED_STREAM = "7230090ea75c377f0274c860663471bfa7c557f8c06d79bf116c04be63a34fe0"
+
+
+def _documents(tok, cfg, n=200):
+    """The first ``n`` pretraining documents of ``cfg`` on FIXED_TASK (width 20), as pretrain draws them."""
+    rows = generate_task(FIXED_TASK)["train"]
+    problems = [tok(direct_answer_doc(tok, r, True))["input_ids"] for r in rows]
+    restated = [tok(restate_answer_doc(tok, r))["input_ids"] for r in rows]
+    copy_spec = FIXED_TASK.train.model_copy(update={"min_ops": 1})
+    rng = random.Random(cfg.seed)
+    return [draw_document(rng, tok, cfg, FIXED_TASK.train, copy_spec, 20, problems, restated) for _ in range(n)]
+
+
+def test_options_at_their_defaults_leave_the_document_stream_unchanged(tok):
+    """A base model is reproducible only while options at their defaults draw nothing: a copy-drill
+    draw made with copy_drill_fraction 0 once changed every document after the first non-fact one
+    (and the base of the miniature's gate runs could not be rebuilt)."""
+    base = TinyModelConfig(seed=0, restate_fraction=0.5)
+    docs = _documents(tok, base)
+    assert docs == _documents(tok, base.model_copy(update={"copy_max_ops": 3}))
+    digest = hashlib.sha256(json.dumps(docs).encode()).hexdigest()
+    assert digest == PINNED_STREAM, f"the pretraining document stream changed: {digest}"
+    drills = _documents(tok, base.model_copy(update={"copy_drill_fraction": 0.5}))
+    assert drills != docs  # the option does something when it is on
