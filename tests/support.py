@@ -23,11 +23,13 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from luffy.eval.benchmarks import DEFAULT_EVAL_DIR
+
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "config" / "experiments" / "tiny"
 # the paper's evaluation parquets (method §3.4) for the real-data tests, which skip, saying so,
-# when the folder is absent: $LUFFY_EVAL_DATA, else the repository's (gitignored) data/luffy-eval
-EVAL_DATA = Path(os.environ.get("LUFFY_EVAL_DATA") or REPO / "data" / "luffy-eval")
+# when the folder is absent: $LUFFY_EVAL_DATA, else the library's default (the gitignored data/luffy-eval)
+EVAL_DATA = Path(os.environ.get("LUFFY_EVAL_DATA") or DEFAULT_EVAL_DIR)
 
 
 # ----------------------------------------------------------------------------------- tiny runs
