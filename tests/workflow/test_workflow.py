@@ -89,7 +89,8 @@ def test_paper_dry_run_with_slurm_profile_requests_gpus(tmp_path):
 
 
 def test_every_paper_train_job_trains_on_its_gpus_with_one_worker_each(tmp_path):
-    """A job that reserves GPUs must not train on the CPU: Ray + FSDP2 on CUDA, one worker per GPU."""
+    """A job that reserves GPUs must not train on the CPU: Ray + FSDP2 on CUDA, one worker per GPU,
+    each with its own vLLM engine (the hybrid engine)."""
     r, _ = dry(tmp_path, "all", "-p", "--configfile=config/paper.yaml", "--profile", "slurm")
     assert r.returncode == 0, r.stderr + r.stdout
     blocks = [b for b in r.stdout.split("\nrule ")[1:] if b.startswith("train:")]
@@ -101,6 +102,7 @@ def test_every_paper_train_job_trains_on_its_gpus_with_one_worker_each(tmp_path)
         assert gpus > 0 and sets.get("backend") == "ray" and sets.get("device") == "cuda", (gpus, sets)
         assert int(sets["workers_per_node"]) * int(sets.get("nodes", 1)) == gpus, (gpus, sets)
         assert sets["cpus_per_worker"] == "8"
+        assert "--set rollout.placement=workers" in cmd, cmd
 
 
 def shell_commands(output: str) -> list[str]:

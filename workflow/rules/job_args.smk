@@ -26,7 +26,8 @@ def train_inputs(wildcards):
 
 def gpu_sets():
     """A train job given GPUs trains on them: the Ray backend with one FSDP2 worker per GPU, each
-    with its share of the job's CPUs. One node: `gpu: <n>`; more nodes: Ray over the nodes and
+    with its share of the job's CPUs and its own vLLM engine (the hybrid engine,
+    rollout.placement=workers). One node: `gpu: <n>`; more nodes: Ray over the nodes and
     `gres: gpu:<n>` per node (the Slurm plugin's gpu is a per-job total)."""
     train = RES["train"]
     per_worker = (
@@ -41,6 +42,7 @@ def gpu_sets():
             "resources.backend=ray",
             "resources.device=cuda",
             f"resources.workers_per_node={train['gpu']}",
+            "rollout.placement=workers",
             *per_worker,
         ]
     sets = ["resources.backend=ray", f"resources.nodes={NODES}"]
@@ -49,6 +51,7 @@ def gpu_sets():
         sets += [
             "resources.device=cuda",
             f"resources.workers_per_node={m.group(1)}",
+            "rollout.placement=workers",
             *per_worker,
         ]
     return sets

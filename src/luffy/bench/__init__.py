@@ -1,5 +1,6 @@
 """Benchmarks (issue #8): rollout throughput, training step vs TRL, update MFU, grading, DAG wall time,
-and the before/after of the log-prob fast path. ``python -m luffy bench <name> [--small] [--out F.json]``.
+the before/after of the log-prob fast path, and the hybrid engine's data-parallel rollouts and
+weight sync (issue #14). ``python -m luffy bench <name> [--small] [--out F.json]``.
 
 Each benchmark is a module with ``run(small=False, **options) -> dict`` returning a JSON-ready
 record (machine description, settings, results; see :mod:`luffy.bench.common`). ``--small`` runs a
@@ -25,9 +26,10 @@ BENCHMARKS: dict[str, str] = {
     "grading": "luffy.bench.grading",
     "fastpath": "luffy.bench.fastpath",
     "dag": "luffy.bench.dag",
+    "hybrid": "luffy.bench.hybrid",
 }
 #: what ``bench all`` runs (``dag`` only reads a log, so it is included; it needs a finished run)
-ALL = ("grading", "mfu", "fastpath", "rollout", "train_step", "dag")
+ALL = ("grading", "mfu", "fastpath", "rollout", "train_step", "hybrid", "dag")
 
 
 def run_benchmark(name: str, small: bool = False, **options: Any) -> dict[str, Any]:

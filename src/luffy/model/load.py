@@ -93,6 +93,20 @@ def load_model(
     return model.to(dev).eval(), tok
 
 
+def build_empty_model(path_or_id: str | Path) -> Any:
+    """The model of ``path_or_id``'s config on the meta device (float32, no storage, no weights read):
+    for sharding before any memory is allocated (:mod:`luffy.train.distributed.worker`)."""
+    from transformers import AutoConfig
+
+    source, local = _resolve(path_or_id)
+    try:
+        config = AutoConfig.from_pretrained(source, local_files_only=local)
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"{source}: cannot read the model config ({_one_line(e)})") from None
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+
+
 def _resolve(path_or_id: str | Path) -> tuple[str, bool]:
     """``(source, is_local)``. Existing paths are local; so is anything that cannot be a Hub id."""
     s = str(path_or_id)

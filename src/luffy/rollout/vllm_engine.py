@@ -33,9 +33,19 @@ Side effects on the host process, undone after ``LLM()`` returns: vLLM's CPU wor
 ``torch.set_num_threads`` with a no-op and lowers torch threads to 1; it reseeds the global
 torch / random / numpy RNGs; it adds tcmalloc/libgomp to ``LD_PRELOAD`` (inherited by child
 processes); its engine core calls ``gc.freeze()``. Not undone: it initialises a world-size-1
-``torch.distributed`` group (gloo), so this engine cannot share a process with multi-rank
+``torch.distributed`` group (gloo), so the default engine cannot share a process with multi-rank
 ``torch.distributed`` training. vLLM's in-process state is process-wide, so at most one engine
 may be open per process (``close()`` it before building another).
+
+Inside a training rank (the hybrid engine, :mod:`luffy.train.distributed.hybrid`):
+``external_launcher=True`` selects vLLM's ``external_launcher`` executor, which joins the
+process group the trainer already initialised (it reads ``RANK``, ``LOCAL_RANK``,
+``MASTER_ADDR``, ``MASTER_PORT``) instead of creating one; with tensor-parallel size 1 every rank
+is an independent engine. ``sleep_mode=True`` (CUDA only; ignored on CPU, where vLLM has no sleep
+mode) builds the engine with ``enable_sleep_mode``: :meth:`VLLMEngine.sleep` frees weights and KV
+cache (level 2) and the next :meth:`sync_weights` wakes the weights, reloads them, then wakes the
+KV cache. With a DTensor (FSDP2) model, each parameter shard is cast to the engine's dtype before
+it is all-gathered, so a sync moves bf16, one tensor at a time.
 """
 
 from __future__ import annotations
@@ -83,6 +93,8 @@ class VLLMEngine(RolloutEngine):
         gpu_memory_utilization: float = 0.5,
         tensor_parallel_size: int = 1,
         seed: int = 0,
+        external_launcher: bool = False,
+        sleep_mode: bool = False,
     ) -> None:
         if model_path is None or not Path(model_path).is_dir():
             raise ValueError(f"VLLMEngine: model_path must be a local model folder, got {model_path!r}")
@@ -109,6 +121,8 @@ class VLLMEngine(RolloutEngine):
                 "VLLMEngine: another vLLM engine is open in this process (vLLM's in-process state is "
                 "process-wide); close() it before building a new one"
             )
+        if external_launcher:
+            _check_launcher_env()
         os.environ[_MP_ENV] = "0"
 
         from vllm import LLM
@@ -119,6 +133,13 @@ class VLLMEngine(RolloutEngine):
             _set_cpu_env_defaults(kv_cache_space_gib)
         self.dtype = _resolve_dtype(dtype, on_cpu)
         self.max_model_len = max_model_len
+        self.sleep_mode = bool(sleep_mode) and not on_cpu  # vLLM's sleep mode needs CUDA's allocator
+        self.asleep = False
+        extra: dict[str, Any] = {}
+        if external_launcher:
+            extra["distributed_executor_backend"] = "external_launcher"
+        if self.sleep_mode:
+            extra["enable_sleep_mode"] = True
         t0 = time.perf_counter()
         with _preserve_process_state(), _quiet_chat_template_warmup():
             self.llm = LLM(
@@ -130,6 +151,7 @@ class VLLMEngine(RolloutEngine):
                 seed=seed,
                 skip_tokenizer_init=True,
                 generation_config="vllm",
+                **extra,
             )
         self.init_seconds = time.perf_counter() - t0
         _OPEN.add(id(self))
@@ -150,6 +172,8 @@ class VLLMEngine(RolloutEngine):
 
         if self.llm is None:
             raise RolloutError("VLLMEngine: generate() after close()")
+        if self.asleep:
+            raise RolloutError("VLLMEngine: generate() while asleep (sync_weights() wakes the engine)")
         check_request(prompts, n, sampling, vocab_size=self.vocab_size, max_len=self.max_model_len)
         base: dict[str, Any] = {
             "temperature": sampling.temperature,
@@ -193,17 +217,35 @@ class VLLMEngine(RolloutEngine):
         named = self._named_weights(model)
 
         def weights() -> Iterator[tuple[str, torch.Tensor]]:
+            # one tensor at a time: a DTensor shard (FSDP2) is cast to the engine's dtype first and then
+            # all-gathered over the training group, so each rank holds one full tensor at a time
             for name, p in named.items():
-                t = p.detach()
+                t = p.detach().to(self.torch_dtype)  # cast here: vLLM warns on each mismatched tensor
                 if hasattr(t, "full_tensor"):  # torch.distributed DTensor (FSDP2)
                     t = t.full_tensor()
-                yield name, t.to(self.torch_dtype)  # cast here: vLLM warns on each mismatched tensor
+                yield name, t
 
+        if self.asleep:
+            self.llm.wake_up(tags=["weights"])
         with torch.no_grad():
             self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights()})
             self.llm.apply_model(_refresh_tied_layers)
         self.llm.reset_prefix_cache()
+        if self.asleep:
+            self.llm.wake_up(tags=["kv_cache"])
+            self.asleep = False
         self.last_sync_seconds = time.perf_counter() - t0
+
+    def sleep(self) -> bool:
+        """Free the engine's weights and KV cache (vLLM sleep level 2) until the next :meth:`sync_weights`.
+
+        Only with ``sleep_mode=True`` on CUDA; elsewhere nothing happens. Returns whether it slept.
+        ``generate`` is refused while asleep (the weights are gone until a sync)."""
+        if self.llm is None or not self.sleep_mode or self.asleep:
+            return False
+        self.llm.sleep(level=2)
+        self.asleep = True
+        return True
 
     def close(self) -> None:
         """Shut the in-process engine core down: frees weights and KV cache and destroys vLLM's
@@ -289,6 +331,13 @@ def _strip_wrappers(name: str) -> str:
     if parts[:1] == ["module"]:
         parts = parts[1:]
     return ".".join(parts)
+
+
+def _check_launcher_env() -> None:
+    """``external_launcher`` joins the caller's torch.distributed group; vLLM reads these variables."""
+    missing = [k for k in ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
+    if missing:
+        raise ValueError(f"VLLMEngine(external_launcher=True): environment variable(s) {', '.join(missing)} not set")
 
 
 def _check_dtype(dtype: str) -> None:

@@ -109,13 +109,7 @@ class Trainer:
         self.optim, self.sched = self._make_optimizer()
         self.sampler = B.Sampler(len(self.rows), c.train.prompts_per_step, c.train.seed)
         if c.method == "rl" or self.val_rows:
-            self.engine = make_engine(c.rollout.engine, model=self.model, model_path=c.model.path,
-                                      tokenizer=self.tok, max_batch_size=c.rollout.max_batch_size,
-                                      autocast_dtype=self.spec.compute_dtype,
-                                      enforce_eager=c.rollout.vllm_enforce_eager,
-                                      gpu_memory_utilization=c.rollout.vllm_gpu_memory_utilization,
-                                      tensor_parallel_size=c.rollout.vllm_tensor_parallel_size,
-                                      max_model_len=c.data.max_prompt_tokens + c.data.max_response_tokens)
+            self.engine = self._make_engine()
         self.ckpt = CheckpointManager(self.paths.checkpoints, keep=c.train.keep_checkpoints)
         self.pool = GradingPool(num_workers=min(2, os.cpu_count() or 1))
 
@@ -274,7 +268,7 @@ class Trainer:
         if score is None or (self._best is not None and score <= self._best[1]):
             return
         self._best = [step, score]
-        save_best_model(self.model, self.tok, self.paths, step, score)
+        save_best_model(self._model_writer(), self.tok, self.paths, step, score)
 
     def _resume(self) -> int:
         """Restore the newest complete checkpoint (``--resume auto``); return its step (0 for none)."""
@@ -295,9 +289,9 @@ class Trainer:
         return step
 
     def _finish(self) -> dict[str, Any]:
-        save_final_model(self.model, self.tok, self.paths.model)
+        save_final_model(self._model_writer(), self.tok, self.paths.model)
         if self._best is None:  # no validation data: the best-validation model is the final one
-            save_best_model(self.model, self.tok, self.paths, self.total_steps, None)
+            save_best_model(self._model_writer(), self.tok, self.paths, self.total_steps, None)
         drill("finish", self.total_steps)
         recs = self.metrics.read()
         vals = [r["val/accuracy"] for r in recs if "val/accuracy" in r]
@@ -358,6 +352,21 @@ class Trainer:
 
     def _make_optimizer(self):
         return build_optimizer(self.model, self.cfg, self.opt_steps_total)
+
+    def _make_engine(self):
+        """The rollout engine (after the model and optimizer exist)."""
+        c = self.cfg
+        return make_engine(c.rollout.engine, model=self.model, model_path=c.model.path,
+                           tokenizer=self.tok, max_batch_size=c.rollout.max_batch_size,
+                           autocast_dtype=self.spec.compute_dtype,
+                           enforce_eager=c.rollout.vllm_enforce_eager,
+                           gpu_memory_utilization=c.rollout.vllm_gpu_memory_utilization,
+                           tensor_parallel_size=c.rollout.vllm_tensor_parallel_size,
+                           max_model_len=c.data.max_prompt_tokens + c.data.max_response_tokens)
+
+    def _model_writer(self):
+        """What ``save_final_model`` saves: the model (``save_pretrained``) or a function writing a folder."""
+        return self.model
 
     def _old_logprobs(self, batches: list[MicroBatch]) -> list[torch.Tensor]:
         """logp float[m, R] of each batch under the current weights."""

@@ -209,19 +209,25 @@ class MetricsLog:
 # ------------------------------------------------------------------------------------ final outputs
 
 
-def save_final_model(model: torch.nn.Module, tok: Any, dest: Path) -> None:
-    """``save_pretrained`` into a temporary folder, then rename it to ``dest``."""
+def save_final_model(model: torch.nn.Module | Callable[[Path], None], tok: Any, dest: Path) -> None:
+    """``save_pretrained`` into a temporary folder, then rename it to ``dest``. ``model`` may instead
+    be a function that writes the weights and model config into the folder it is given."""
     tmp = dest.parent / f".{dest.name}.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
-    model.save_pretrained(tmp)
+    if isinstance(model, torch.nn.Module):
+        model.save_pretrained(tmp)
+    else:
+        tmp.mkdir(parents=True)
+        model(tmp)
     tok.save_pretrained(tmp)
     if dest.exists():
         shutil.rmtree(dest)
     os.replace(tmp, dest)
 
 
-def save_best_model(model: torch.nn.Module, tok: Any, paths: RunPaths, step: int, score: float | None) -> None:
+def save_best_model(model: torch.nn.Module | Callable[[Path], None], tok: Any, paths: RunPaths, step: int,
+                    score: float | None) -> None:
     """Replace ``best_val/`` by this model, then ``best_val.json`` (its step and validation accuracy)."""
     save_final_model(model, tok, paths.best_model)
     atomic_write_text(paths.best_info, json.dumps({"step": step, "val_accuracy": score}, indent=1))

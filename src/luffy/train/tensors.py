@@ -74,38 +74,93 @@ def token_logprobs(model: torch.nn.Module, mb: MicroBatch, *, temperature: float
 
     Memory/compute (same values as :func:`token_logprobs_reference`, up to float rounding):
 
-    * only the R+1 last positions go through the output head (``logits_to_keep``; the prompt
-      positions' logits are never used), when the model's ``forward`` takes that argument;
-    * the float32 log-softmax / entropy runs over chunks of response positions
-      (:data:`LOGIT_CHUNK_ELEMENTS` logits each), each under activation checkpointing when a
-      gradient is needed, so no float32 ``[m, R, V]`` tensor (nor its softmax) is kept for the
-      backward pass -- only the model-dtype logits are. One chunk: computed directly, as before;
+    * only the R response positions go through the output head (the prompt positions' logits are
+      never used);
+    * for plain-head families (:data:`PLAIN_HEAD_TYPES`: Qwen2/3, Llama, Mistral) the decoder runs
+      once and the output head itself runs per chunk of response positions
+      (:data:`LOGIT_CHUNK_ELEMENTS` logits each) together with the float32 log-softmax / entropy,
+      under activation checkpointing when a gradient is needed: no ``[m, R, V]`` logits tensor, in
+      any dtype, exists in the forward or the backward pass (at 7B, 4 × 8k × 152k bf16 logits would
+      be 10 GB per micro-batch). Other models: ``forward`` with ``logits_to_keep`` when it takes
+      that argument, then the same chunked float32 statistics over the model-dtype logits.
+      One chunk: computed directly;
     * a bf16/fp16 model on CPU runs this forward (and its backward) with eager attention
       (:mod:`luffy.model.attention`); the model's setting is restored afterwards. Same math, other
       rounding (float32 models are untouched).
     """
     r_w = mb.input_ids.shape[1] - mb.prompt_width
-    kwargs = {"logits_to_keep": r_w + 1} if _takes_logits_to_keep(model) else {}
     m, t = mb.input_ids.shape
     cdt = getattr(torch, compute_dtype) if compute_dtype else None
     dev = mb.input_ids.device.type
     with eager_attention_on_cpu(model, m, t, t, keep_for_backward=torch.is_grad_enabled(), compute_dtype=cdt), \
             torch.autocast(dev, dtype=cdt or torch.bfloat16, enabled=cdt is not None):
+        if _plain_head(model):
+            return _head_forward(model)(mb, temperature, with_entropy)
+        kwargs = {"logits_to_keep": r_w + 1} if _takes_logits_to_keep(model) else {}
         out = model(input_ids=mb.input_ids, attention_mask=mb.attn, position_ids=mb.position, use_cache=False,
                     **kwargs)
     logits = out.logits[:, -(r_w + 1): -1]                                   # [m, R, V], model dtype
-    ids = mb.resp_ids                                                        # [m, R]
-    m, _, v = logits.shape
-    step = max(1, LOGIT_CHUNK_ELEMENTS // max(1, m * v))
+    return _chunked_stats(lambda s, e: logits[:, s:e], mb.resp_ids, logits.shape[-1], temperature, with_entropy,
+                          needs_grad=torch.is_grad_enabled() and logits.requires_grad)
+
+
+#: Decoder-only families whose logits are exactly ``lm_head(last hidden state)`` (no soft-capping or
+#: logit scale): for them the output head itself runs chunk by chunk (:func:`_head_logp`).
+PLAIN_HEAD_TYPES = frozenset({"qwen2", "qwen3", "llama", "mistral"})
+_HEAD_METHOD = "_luffy_head_logp"
+
+
+def _plain_head(model: torch.nn.Module) -> bool:
+    cfg = getattr(model, "config", None)
+    return (getattr(cfg, "model_type", None) in PLAIN_HEAD_TYPES and hasattr(model, "get_decoder")
+            and isinstance(model.get_output_embeddings(), torch.nn.Linear)
+            and not getattr(cfg, "final_logit_softcapping", None) and getattr(cfg, "logit_scale", None) in (None, 1.0))
+
+
+def _head_forward(model: torch.nn.Module):
+    """``model``'s chunked-head forward as a method of the model: under FSDP2 it is registered with
+    ``register_fsdp_forward_method`` so the root's parameters (embeddings, final norm, head) are
+    gathered around it and its backward, as for ``forward``."""
+    fn = getattr(model, _HEAD_METHOD, None)
+    if fn is None:
+        from torch.distributed.fsdp import FSDPModule, register_fsdp_forward_method
+
+        setattr(model, _HEAD_METHOD, _head_logp.__get__(model))
+        if isinstance(model, FSDPModule):
+            register_fsdp_forward_method(model, _HEAD_METHOD)
+        fn = getattr(model, _HEAD_METHOD)
+    return fn
+
+
+def _head_logp(model: torch.nn.Module, mb: MicroBatch, temperature: float,
+               with_entropy: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Decoder once, then ``lm_head`` + float32 log-softmax / entropy per chunk of response positions:
+    no ``[m, R, V]`` logits tensor exists at any time (forward or backward)."""
+    r_w = mb.input_ids.shape[1] - mb.prompt_width
+    hidden = model.get_decoder()(input_ids=mb.input_ids, attention_mask=mb.attn, position_ids=mb.position,
+                                 use_cache=False).last_hidden_state[:, -(r_w + 1): -1]   # [m, R, H]
+    head = model.get_output_embeddings()
+    return _chunked_stats(lambda s, e: hidden[:, s:e], mb.resp_ids, head.out_features, temperature, with_entropy,
+                          needs_grad=torch.is_grad_enabled() and hidden.requires_grad, head=head)
+
+
+def _chunked_stats(piece, ids: torch.Tensor, vocab: int, temperature: float, with_entropy: bool, *,
+                   needs_grad: bool, head: torch.nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(logp, entropy) float32[m, R] over chunks of response positions. ``piece(s, e)``: logits (or, with
+    ``head``, hidden states that ``head`` turns into logits) of positions s..e-1. Each chunk holds at most
+    :data:`LOGIT_CHUNK_ELEMENTS` logits and runs under activation checkpointing when a gradient is needed."""
+    m, r_w = ids.shape
+    step = max(1, LOGIT_CHUNK_ELEMENTS // max(1, m * vocab))
+
+    def stats(x: torch.Tensor, taken: torch.Tensor):
+        return _logp_entropy(head(x) if head is not None else x, taken, temperature, with_entropy)
+
     if step >= r_w:
-        return _logp_entropy(logits, ids, temperature, with_entropy)
+        return stats(piece(0, r_w), ids)
     lps, ents = [], []
     for s in range(0, r_w, step):
-        args = (logits[:, s: s + step], ids[:, s: s + step], temperature, with_entropy)
-        if torch.is_grad_enabled() and logits.requires_grad:
-            lp, ent = checkpoint(_logp_entropy, *args, use_reentrant=False)
-        else:
-            lp, ent = _logp_entropy(*args)
+        args = (piece(s, s + step), ids[:, s: s + step])
+        lp, ent = checkpoint(stats, *args, use_reentrant=False) if needs_grad else stats(*args)
         lps.append(lp)
         ents.append(ent)
     return torch.cat(lps, dim=1), (torch.cat(ents, dim=1) if with_entropy else None)

@@ -47,6 +47,10 @@ class WorkerGroup:
         self.actors: list[Any] = []
         self.infos: list[dict[str, Any]] = [{"rank": r} for r in range(self.world)]
         self.dead = False
+        #: tests/benchmarks: when True, ``largest_transfer`` is the largest pickled size (bytes) of one
+        #: argument or result that crossed between driver and workers (Ray serialises them the same way)
+        self.measure_transfers = False
+        self.largest_transfer = 0
         g, gpu = res.workers_per_node, 1 if device == "cuda" else 0
         bundle = {"CPU": res.cpus_per_worker * g, **({"GPU": float(g)} if gpu else {})}
         self.pg = placement_group([bundle] * res.nodes, strategy="STRICT_SPREAD" if res.nodes > 1 else "STRICT_PACK")
@@ -91,9 +95,29 @@ class WorkerGroup:
         if self.dead:
             raise TrainingError("the worker group has been shut down after a failure")
         ranks = list(range(self.world)) if ranks is None else ranks
+        for a in args:
+            self._note_transfer(a)
         refs_args = [ray.put(a) for a in args]
         refs = [getattr(self.actors[r], method).remote(*refs_args) for r in ranks]
         return self._wait(refs, ranks, method, self.call_timeout_s if timeout is None else timeout)
+
+    def call_each(self, method: str, args_per_rank: list[tuple], timeout: float | None = None) -> list:
+        """Call ``method(*args_per_rank[r])`` on every rank r (each rank its own arguments); results in
+        rank order. Same failure handling as :meth:`call`."""
+        if self.dead:
+            raise TrainingError("the worker group has been shut down after a failure")
+        if len(args_per_rank) != self.world:
+            raise ValueError(f"call_each: {len(args_per_rank)} argument tuples for {self.world} workers")
+        self._note_transfer(args_per_rank)
+        refs = [getattr(self.actors[r], method).remote(*args_per_rank[r]) for r in range(self.world)]
+        return self._wait(refs, list(range(self.world)), method, self.call_timeout_s if timeout is None else timeout)
+
+    def _note_transfer(self, obj: Any) -> None:
+        """With ``measure_transfers`` on: remember the largest pickled size of what the driver sends or gets."""
+        if self.measure_transfers:
+            import ray.cloudpickle
+
+            self.largest_transfer = max(self.largest_transfer, len(ray.cloudpickle.dumps(obj)))
 
     def _wait(self, refs: list, ranks: list[int], what: str, timeout: float) -> list:
         import ray
@@ -113,6 +137,7 @@ class WorkerGroup:
             for ref in ready:
                 try:
                     results[rank_of[ref]] = ray.get(ref)
+                    self._note_transfer(results[rank_of[ref]])
                 except Exception as e:  # noqa: BLE001 - every worker error ends the run, named
                     errors = {rank_of[ref]: e}
                     if not isinstance(e, RayActorError):

@@ -18,6 +18,12 @@ the workers (see the "backend" hooks of :class:`luffy.train.Trainer`):
 
 The driver keeps a full copy of the weights in host memory (for the engine and the final
 ``save_pretrained``); at 7B in fp32 that is 28 GB on the driver's node.
+
+With ``rollout.placement: workers`` (the hybrid engine, :mod:`luffy.train.distributed.hybrid`) the
+driver has no engine: every worker hosts one, rollouts and validation are split across them, and
+each engine is synced from its own worker's shards. The driver's copy of the weights is not kept
+up to date at all: models are saved by rank 0 (``best_val/``, ``model/``), so no weight passes
+through Ray's object store.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from ..tensors import MicroBatch
 from ..update import Micro, UpdateResult
 from .cluster import check_capacity, check_layout, connect
 from .group import WorkerGroup
+from .hybrid import WorkerRollouts
 
 
 class DistTrainer(Trainer):
@@ -44,6 +51,7 @@ class DistTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.group = None
         self._ray_started = False
+        self._hybrid = self.cfg.rollout.placement == "workers"
 
     # ----------------------------------------------------------------------------- hooks
     def _start_backend(self) -> None:
@@ -63,21 +71,39 @@ class DistTrainer(Trainer):
         if self.cfg.method == "rl" and micros % self.group.world:
             self.log(f"dist: a mini-batch has {micros} micro-batch(es) for {self.group.world} workers: some "
                      f"workers make padding passes (lower train.micro_batch_seqs to use all of them)")
-        self._pull_weights()
+        if not self._hybrid:
+            self._pull_weights()
         return None, None
 
     def _old_logprobs(self, batches: list[MicroBatch]) -> list[torch.Tensor]:
+        if self._hybrid:
+            self.engine.sleep()          # CUDA: the engines' memory goes to the training passes until the next sync
         parts = self.group.call("old_logprobs", batches, self.cfg.rollout.temperature)
         merged: dict[int, torch.Tensor] = {}
         for p in parts:
             merged.update(p)
         return [merged[j] for j in range(len(batches))]
 
+    def _make_engine(self):
+        if not self._hybrid:
+            return super()._make_engine()
+        return WorkerRollouts(self.group, self.cfg, log=self.log)
+
     def _update(self, plan: list[list[Micro]], step: int) -> UpdateResult:
+        if self._hybrid:
+            self.engine.sleep()          # (no-op when the old-log-prob pass already put them to sleep)
         res = UpdateResult.merge(self.group.call("update", plan, self.spec))
-        self._pull_weights()
+        if self._hybrid:
+            self.engine.mark_stale()
+        else:
+            self._pull_weights()
         drill("update", step)
         return res
+
+    def _model_writer(self):
+        if not self._hybrid:
+            return self.model
+        return lambda folder: self.group.call("save_pretrained", str(folder))
 
     def _pull_weights(self) -> None:
         """Gather the full weights from the shards into the driver's model (the engine's source)."""
@@ -98,7 +124,10 @@ class DistTrainer(Trainer):
         if not (path / "shards").is_dir():
             raise TrainingError(f"{path}: not a checkpoint of a distributed run (no shards/ folder)")
         self.group.call("load", str(path))
-        self._pull_weights()
+        if self._hybrid:
+            self.engine.mark_stale()
+        else:
+            self._pull_weights()
         return CheckpointManager.load_state(path)
 
     def close(self) -> None:

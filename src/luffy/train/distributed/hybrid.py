@@ -1,0 +1,97 @@
+"""The hybrid engine (``rollout.placement: workers``): every training worker also hosts a vLLM engine.
+
+The driver keeps the single-process loop (:class:`luffy.train.Trainer`); its rollout engine is a
+:class:`WorkerRollouts`, which splits each ``generate`` call across the workers' engines and
+gathers the samples back in prompt order:
+
+* **Data-parallel rollouts.** A call's prompts are cut into ``world`` contiguous, near-equal
+  slices (by whole prompts, so a group's ``n`` samples stay on one engine). Seeds are per prompt:
+  global prompt ``i`` of a call is sampled with seed ``seed + i·n`` (and its samples
+  ``seed + i·n + j``), exactly what one engine gives it, so the samples do not depend on the number
+  of workers (vLLM seeds each request with its own generator). Validation goes the same way.
+* **Weight sync.** After an update the engines are stale; the next ``sync_weights`` (the loop calls
+  it before every generation) makes every worker load its own engine from its FSDP shards: each
+  parameter is cast to the engine's dtype on the shard, all-gathered over the training group (a
+  collective, one full tensor at a time) and handed to vLLM's in-place ``reload_weights``. Nothing
+  is gathered into one process and no weight passes through Ray's object store; what crosses
+  between driver and workers is prompt and sample token ids.
+* **Memory (CUDA).** Before each update the engines sleep (vLLM sleep mode, level 2: weights and KV
+  cache freed) and the next sync wakes them; on CPU vLLM has no sleep mode and they stay resident.
+
+The engines run vLLM's ``external_launcher`` executor in the worker process, joined to the
+training process group with tensor-parallel size 1 (each rank its own engine). Not (yet) here:
+tensor parallelism inside an engine, and ``luffy evaluate`` on the workers (it uses one engine).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ...rollout.base import Generation, RolloutEngine, SamplingConfig
+
+
+def shard_bounds(n_items: int, world: int) -> list[tuple[int, int]]:
+    """[start, end) of each rank's contiguous slice of ``n_items`` (sizes differ by at most one, larger first)."""
+    base, extra = divmod(n_items, world)
+    out, start = [], 0
+    for r in range(world):
+        end = start + base + (1 if r < extra else 0)
+        out.append((start, end))
+        start = end
+    return out
+
+
+def shard_sampling(sampling: SamplingConfig, start: int, n: int) -> SamplingConfig:
+    """The sampling of a slice that starts at global prompt ``start``: seeds shifted so prompt ``start + i``
+    gets ``seed + (start + i)·n``, as in one engine's call."""
+    if sampling.seed is None or start == 0:
+        return sampling
+    return sampling.model_copy(update={"seed": sampling.seed + start * n})
+
+
+class WorkerRollouts(RolloutEngine):
+    """The driver's view of the workers' engines (see the module docstring)."""
+
+    name = "vllm-workers"
+
+    def __init__(self, group: Any, cfg: Any, log=print) -> None:
+        self.group = group
+        infos = group.call("start_engine", cfg)
+        self.start_info = infos[0]
+        self.stale = False
+        self.asleep = False
+        self.last_sync_seconds: float | None = infos[0]["sync_seconds"]
+        log(f"hybrid: a vLLM engine in each of {group.world} worker(s) ({infos[0]['dtype']}), up in "
+            f"{max(i['seconds'] for i in infos):.1f} s")
+
+    def mark_stale(self) -> None:
+        """The workers' weights changed (an update, a restore): sync before the next generation."""
+        self.stale = True
+
+    def sleep(self) -> None:
+        """Put the engines to sleep until the next sync (CUDA); once per update, not per call."""
+        if not self.asleep:
+            self.group.call("sleep_engine")
+            self.asleep = True
+
+    def sync_weights(self, model: torch.nn.Module | None = None) -> None:
+        """``model`` (the driver's copy) is ignored: every engine loads from its own worker's shards."""
+        if self.stale or self.asleep:
+            self.last_sync_seconds = max(self.group.call("sync_engine"))
+            self.stale = self.asleep = False
+
+    def generate(self, prompts: list[list[int]], n: int, sampling: SamplingConfig) -> list[list[Generation]]:
+        bounds = shard_bounds(len(prompts), self.group.world)
+        args = [(prompts[a:b], n, shard_sampling(sampling, a, n)) for a, b in bounds]
+        parts = self.group.call_each("generate", args)
+        out: list[list[Generation]] = []
+        for (a, b), part in zip(bounds, parts):
+            if len(part) != b - a:
+                raise RuntimeError(f"hybrid: a worker returned {len(part)} prompts' samples for {b - a}")
+            out.extend(part)
+        return out
+
+    def close(self) -> None:
+        """The engines close with their workers (:meth:`WorkerGroup.shutdown`)."""
