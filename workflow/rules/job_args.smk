@@ -98,6 +98,11 @@ def suite_args(label, reuse=None):
         args += ["--config", ev["config"]]
     tiny = SCALE == "tiny"
     args += ["--data", f"{R}/data" if tiny else config["paper_data"]["eval_dir"]]
+    gpus = int(RES["eval"].get("gpu", 0) or 0)
+    if gpus > 1:  # one vLLM engine per GPU of the job (data-parallel; the samples do not change)
+        args += ["--set", f"replicas={gpus}"]
+        if "cpus_per_gpu" in RES["eval"]:
+            args += ["--set", f"cpus_per_replica={RES['eval']['cpus_per_gpu']}"]
     return shlex.join(args + ev.get("args", []))
 
 

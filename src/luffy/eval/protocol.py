@@ -82,6 +82,9 @@ class EvalConfig(_Strict):
     engine_options: dict[str, Any] = Field(
         default_factory=dict, description="extra make_engine options, e.g. kv_cache_space_gib, max_batch_size"
     )
+    replicas: int = Field(1, ge=1, description="vllm: data-parallel engines, each in its own Ray actor (one GPU "
+                          "each on CUDA); the samples do not depend on it (per-question seeds)")
+    cpus_per_replica: int = Field(1, ge=1, description="vllm replicas: CPU threads of each engine's actor")
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     max_model_len: int | None = Field(None, ge=2, description="vLLM context; None = longest prompt + max new tokens")
     batch_questions: int = Field(64, ge=1, description="questions per generation call (the resume/flush unit)")

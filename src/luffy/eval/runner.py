@@ -244,8 +244,20 @@ class _EngineSession:
             device = "cuda" if torch.cuda.is_available() else "cpu"
             model, _ = load_model(self.model_path, dtype=self.cfg.dtype, device=device)
         try:
-            self.engine = make_engine(self.kind, model=model, model_path=str(self.model_path),
-                                      tokenizer=self.tokenizer, **opts)
+            if self.kind == "vllm" and self.cfg.replicas > 1:
+                from luffy.rollout import engine_options
+                from luffy.rollout.replicas import EngineReplicas
+
+                known = engine_options()
+                bad = sorted(set(opts) - set().union(*known.values()))
+                if bad:
+                    raise ValueError(f"unknown option(s) {bad}; valid: {sorted(set().union(*known.values()))}")
+                self.engine = EngineReplicas(str(self.model_path), self.cfg.replicas,
+                                             cpus_per_replica=self.cfg.cpus_per_replica,
+                                             **{k: v for k, v in opts.items() if k in known["vllm"]})
+            else:
+                self.engine = make_engine(self.kind, model=model, model_path=str(self.model_path),
+                                          tokenizer=self.tokenizer, **opts)
         except ValueError as e:
             raise ConfigError(f"{self.kind} engine (engine_options {opts}): {str(e).splitlines()[0]}") from None
         return self.engine

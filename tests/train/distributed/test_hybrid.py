@@ -26,9 +26,9 @@ from support import TINY, max_abs_diff, ray_sets, tiny_sets, weights
 
 from luffy.config import load_run_config
 from luffy.rollout import SamplingConfig
+from luffy.rollout.replicas import shard_bounds, shard_sampling
 from luffy.train import TrainingError
 from luffy.train.distributed import DistTrainer
-from luffy.train.distributed.hybrid import shard_bounds, shard_sampling
 
 pytestmark = pytest.mark.vllm
 

@@ -30,25 +30,7 @@ from typing import Any
 import torch
 
 from ...rollout.base import Generation, RolloutEngine, SamplingConfig
-
-
-def shard_bounds(n_items: int, world: int) -> list[tuple[int, int]]:
-    """[start, end) of each rank's contiguous slice of ``n_items`` (sizes differ by at most one, larger first)."""
-    base, extra = divmod(n_items, world)
-    out, start = [], 0
-    for r in range(world):
-        end = start + base + (1 if r < extra else 0)
-        out.append((start, end))
-        start = end
-    return out
-
-
-def shard_sampling(sampling: SamplingConfig, start: int, n: int) -> SamplingConfig:
-    """The sampling of a slice that starts at global prompt ``start``: seeds shifted so prompt ``start + i``
-    gets ``seed + (start + i)·n``, as in one engine's call."""
-    if sampling.seed is None or start == 0:
-        return sampling
-    return sampling.model_copy(update={"seed": sampling.seed + start * n})
+from ...rollout.replicas import shard_bounds, shard_sampling
 
 
 class WorkerRollouts(RolloutEngine):
