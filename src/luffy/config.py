@@ -129,7 +129,8 @@ class ResourcesSection(_Strict):
     workers_per_node: int = Field(
         1, ge=1, description="ray: training workers (data-parallel ranks) per node; on CUDA one per GPU")
     device: Literal["auto", "cpu", "cuda"] = Field(
-        "auto", description="ray: the workers' device; auto = cuda when the Ray cluster has GPUs, else cpu")
+        "auto", description="where the update runs: ray: the workers' device, auto = cuda when the Ray cluster "
+        "has GPUs; local: this process's device, auto = cuda when torch sees a GPU; else cpu")
     cpus_per_worker: float = Field(1.0, gt=0, description="ray: CPUs reserved per worker (also its torch threads)")
     ray_address: str | None = Field(
         None, description="ray: null = $RAY_ADDRESS if set (scripts/ray-slurm.sh sets it), else start a "

@@ -39,3 +39,27 @@ def test_the_cli_says_it_in_one_line_before_any_work(task_dir, base_model, tmp_p
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "this job was given GPUs (SLURM_JOB_GPUS=0,1,2,3)" in err, err
     assert not (tmp_path / "r").exists()
+
+
+def test_the_local_backend_trains_on_a_gpu_when_torch_sees_one(task_dir, base_model, monkeypatch):
+    env = {"SLURM_JOB_GPUS": "0"}
+    refuse_cpu_training_on_gpus(_cfg(task_dir, base_model, **{"resources.device": "cuda"}), env)
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    refuse_cpu_training_on_gpus(_cfg(task_dir, base_model), env)          # auto -> cuda
+    with pytest.raises(ConfigError, match="resources.device is cpu"):
+        refuse_cpu_training_on_gpus(_cfg(task_dir, base_model, **{"resources.device": "cpu"}), env)
+
+
+def test_asking_for_cuda_without_a_gpu_is_one_error_before_any_model_loads(task_dir, base_model, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this host has a CUDA GPU: the error is for hosts without one")
+    from luffy.train import Trainer, TrainingError
+
+    t = Trainer(_cfg(task_dir, base_model, **{"resources.device": "cuda"}), tmp_path / "r", progress=False)
+    with pytest.raises(TrainingError, match="resources.device is cuda but torch sees no CUDA device"):
+        t.setup()
+    assert not hasattr(t, "model")

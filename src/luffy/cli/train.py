@@ -46,15 +46,18 @@ def _gpus_given(environ) -> str | None:
 
 def refuse_cpu_training_on_gpus(cfg, environ=os.environ) -> None:
     """A Slurm job that was given GPUs must train on them: ConfigError (one line) when the run
-    config would train on the CPU (the local backend, or Ray workers on ``device: cpu``)."""
+    config would train on the CPU (``device: cpu``, or the local backend where torch sees no GPU)."""
     from ..config import ConfigError
 
     given = _gpus_given(environ)
     if given is None:
         return
+    import torch
+
     r = cfg.resources
-    if r.backend == "local" or r.device == "cpu":
-        where = "resources.backend is local" if r.backend == "local" else "resources.device is cpu"
+    local_cpu = r.backend == "local" and (r.device == "cpu" or (r.device == "auto" and not torch.cuda.is_available()))
+    if local_cpu or r.device == "cpu":
+        where = "resources.device is cpu" if r.device == "cpu" else "resources.backend is local and torch sees no GPU"
         raise ConfigError(f"this job was given GPUs ({given}) but {where}, which trains on the CPU: set "
                           "resources.backend: ray, resources.device: cuda and one worker per GPU "
                           "(resources.workers_per_node)")

@@ -97,8 +97,9 @@ class Trainer:
         torch.manual_seed(c.train.seed)
         random.seed(c.train.seed)
         np.random.seed(c.train.seed)
-        self.spec = UpdateSpec.from_config(c)           # compute_dtype: bf16 autocast where model.dtype says so
-        self.model, self.tok = load_model(c.model.path, dtype="float32")   # fp32 master weights, always
+        self.device = self._local_device()
+        self.spec = UpdateSpec.from_config(c, self.device)  # compute_dtype: bf16 autocast where model.dtype says so
+        self.model, self.tok = load_model(c.model.path, dtype="float32", device=self.device)  # fp32 masters, always
         if self.tok.pad_token_id is None:
             self.tok.pad_token = self.tok.eos_token
         if c.model.gradient_checkpointing:
@@ -353,6 +354,15 @@ class Trainer:
     def _make_optimizer(self):
         return build_optimizer(self.model, self.cfg, self.opt_steps_total)
 
+    def _local_device(self) -> str:
+        """Where this process trains: ``resources.device`` (auto = CUDA when torch sees a GPU, else CPU)."""
+        want = self.cfg.resources.device
+        if want == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        if want == "cuda" and not torch.cuda.is_available():
+            raise TrainingError("resources.device is cuda but torch sees no CUDA device here")
+        return want
+
     def _make_engine(self):
         """The rollout engine (after the model and optimizer exist)."""
         c = self.cfg
@@ -370,10 +380,13 @@ class Trainer:
 
     def _old_logprobs(self, batches: list[MicroBatch]) -> list[torch.Tensor]:
         """logp float[m, R] of each batch under the current weights."""
+        batches = [b.to(self.device) for b in batches]
         lps = old_logprobs(self.model, batches, self.cfg.rollout.temperature, compute_dtype=self.spec.compute_dtype)
-        return [lps[j] for j in range(len(batches))]
+        return [lps[j].cpu() for j in range(len(batches))]
 
     def _update(self, plan: list[list[Micro]], step: int) -> UpdateResult:
+        if self.device != "cpu":
+            plan = [[mu.to(self.device) for mu in micros] for micros in plan]
         return run_update(self.model, self.optim, self.sched, plan, self.spec,
                           after_backward=lambda: drill("update", step))
 

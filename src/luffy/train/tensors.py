@@ -35,6 +35,12 @@ class MicroBatch:
     def resp_ids(self) -> torch.Tensor:
         return self.input_ids[:, self.prompt_width:]
 
+    def to(self, device: torch.device | str) -> MicroBatch:
+        if torch.device(device) == self.input_ids.device:
+            return self
+        return MicroBatch(self.input_ids.to(device), self.attn.to(device), self.position.to(device),
+                          self.resp_mask.to(device), self.off_mask.to(device), self.prompt_width)
+
 
 def collate(prompts: list[list[int]], responses: list[list[int]], off_masks: list[list[bool]],
             pad_id: int) -> MicroBatch:

@@ -84,6 +84,9 @@ class DistTrainer(Trainer):
             merged.update(p)
         return [merged[j] for j in range(len(batches))]
 
+    def _local_device(self) -> str:
+        return "cpu"   # the driver's copy of the model (the workers train on resources.device)
+
     def _make_engine(self):
         if not self._hybrid:
             return super()._make_engine()

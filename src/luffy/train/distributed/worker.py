@@ -315,9 +315,4 @@ def _safetensors_names(folder: Path) -> set[str]:
 
 
 def _batch_to(b: Any, device: torch.device) -> Any:
-    from ..tensors import MicroBatch
-
-    if device.type == "cpu":
-        return b
-    return MicroBatch(b.input_ids.to(device), b.attn.to(device), b.position.to(device), b.resp_mask.to(device),
-                      b.off_mask.to(device), b.prompt_width)
+    return b.to(device)
