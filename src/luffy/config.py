@@ -192,8 +192,6 @@ class RunConfig(_Strict):
             if self.rollout.engine != "vllm":
                 raise ValueError("rollout.placement 'workers' needs rollout.engine: vllm (the HF engine's samples "
                                  "depend on the batch layout, so they would change with the number of workers)")
-            if self.rollout.vllm_tensor_parallel_size != 1:
-                raise ValueError("rollout.placement 'workers' supports rollout.vllm_tensor_parallel_size 1 only")
         if self.loss.norm_length is not None and self.loss.norm_length < self.data.max_response_tokens:
             raise ValueError("loss.norm_length must be >= data.max_response_tokens (or null to use it)")
         return self

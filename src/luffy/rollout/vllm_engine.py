@@ -41,7 +41,9 @@ Inside a training rank (the hybrid engine, :mod:`luffy.train.distributed.hybrid`
 ``external_launcher=True`` selects vLLM's ``external_launcher`` executor, which joins the
 process group the trainer already initialised (it reads ``RANK``, ``LOCAL_RANK``,
 ``MASTER_ADDR``, ``MASTER_PORT``) instead of creating one; with tensor-parallel size 1 every rank
-is an independent engine. ``sleep_mode=True`` (CUDA only; ignored on CPU, where vLLM has no sleep
+is an independent engine; with ``tensor_parallel_size`` t > 1, ranks ``[k·t, (k+1)·t)`` form one
+engine (vLLM builds its TP groups of consecutive ranks) and must all be given the same requests.
+``sleep_mode=True`` (CUDA only; ignored on CPU, where vLLM has no sleep
 mode) builds the engine with ``enable_sleep_mode``: :meth:`VLLMEngine.sleep` frees weights and KV
 cache (level 2) and the next :meth:`sync_weights` wakes the weights, reloads them, then wakes the
 KV cache. With a DTensor (FSDP2) model, each parameter shard is cast to the engine's dtype before
@@ -102,10 +104,10 @@ class VLLMEngine(RolloutEngine):
         self.eos_id = eos_id_of(tokenizer)
         if isinstance(max_model_len, bool) or not isinstance(max_model_len, int) or max_model_len < 2:
             raise ValueError(f"VLLMEngine: max_model_len must be an int >= 2, got {max_model_len!r}")
-        if tensor_parallel_size != 1:
+        if tensor_parallel_size != 1 and not external_launcher:
             raise ValueError(
-                f"VLLMEngine: tensor_parallel_size={tensor_parallel_size} is not supported (the engine core "
-                "runs in-process for in-memory weight sync); use 1"
+                f"VLLMEngine: tensor_parallel_size={tensor_parallel_size} needs external_launcher=True (inside "
+                "training ranks: the in-process engine core of a single process has one device); use 1"
             )
         _check_dtype(dtype)
         _check_kv_space(kv_cache_space_gib)
@@ -138,6 +140,7 @@ class VLLMEngine(RolloutEngine):
         extra: dict[str, Any] = {}
         if external_launcher:
             extra["distributed_executor_backend"] = "external_launcher"
+            extra["tensor_parallel_size"] = tensor_parallel_size
         if self.sleep_mode:
             extra["enable_sleep_mode"] = True
         t0 = time.perf_counter()

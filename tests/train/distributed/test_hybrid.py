@@ -7,7 +7,8 @@ One tiny LUFFY run (float32, 2 steps of 4 prompts × (3 on + 1 off), micro-batch
 
 * engine vs trainer log-probs of a fixed sequence after every update: 1e-4 absolute (vLLM's CPU
   kernels and HF's attention differ in summation order; the sync itself is exact);
-* 1 vs 2 engines: the same sampled token ids for every prompt of every call (per-prompt seeds);
+* 1 vs 2 engines, and vs 1 engine of tensor-parallel size 2 over both workers: the same sampled
+  token ids for every prompt of every call (per-prompt seeds);
 * 1 vs 2 workers: metrics within 1e-5 relative / 1e-6 absolute, final weights within 1e-6;
 * no argument or result between driver and workers over 1 MB (the pickled size Ray ships);
 * kill -9 of a worker mid-step: one-line error naming rank and pid; ``--resume auto`` reaches the
@@ -38,9 +39,10 @@ FIXED = list(range(3, 40))  # a fixed token sequence; its first 5 tokens are the
 PROMPT_LEN = 5
 
 
-def _cfg(task_dir, base_model, workers):
+def _cfg(task_dir, base_model, workers, tp=1):
     sets = tiny_sets(task_dir, base_model, **{"rollout.engine": "vllm", "rollout.placement": "workers",
-                                               "data.val_limit": 3, "train.val_every": 1})
+                                               "data.val_limit": 3, "train.val_every": 1,
+                                               "rollout.vllm_tensor_parallel_size": tp})
     return load_run_config(TINY / "luffy.yaml", sets + [f"{k}={v}" for k, v in ray_sets(workers).items()])
 
 
@@ -108,7 +110,8 @@ def runs(task_dir, base_model, tmp_path_factory, ray_local):
     root = tmp_path_factory.mktemp("hybrid")
     one, _ = _run(_Probe, _cfg(task_dir, base_model, 1), root / "one")
     two, _ = _run(_Probe, _cfg(task_dir, base_model, 2), root / "two")
-    return root, one, two
+    tp2, _ = _run(_Probe, _cfg(task_dir, base_model, 2, tp=2), root / "tp2")
+    return root, one, two, tp2
 
 
 def _records(path):
@@ -131,22 +134,23 @@ def test_shards_keep_whole_prompts_and_their_seeds():
 
 
 def test_engines_match_the_trainer_after_every_update(runs):
-    _, one, two = runs
-    for t in (one, two):
+    _, one, two, tp2 = runs
+    for t in (one, two, tp2):
         print(f"{t.world} worker(s): engine-trainer log-prob gaps {t.logp_gaps}")
         assert len(t.logp_gaps) == 2                       # one update call per step
         assert max(t.logp_gaps) <= LOGP_ATOL
 
 
 def test_two_engines_sample_what_one_engine_samples(runs):
-    _, one, two = runs
+    _, one, two, tp2 = runs
     assert len(one.samples) == len(two.samples) >= 4      # rollouts + validations
     assert one.samples == two.samples
+    assert one.samples == tp2.samples      # one engine of tensor-parallel size 2 over the 2 workers
     assert any(len(ids) > 0 for call in one.samples for gens in call for ids in gens)
 
 
 def test_two_workers_give_the_metrics_and_weights_of_one(runs, base_model):
-    root, _, _ = runs
+    root, _, _, _ = runs
     r1, r2 = _records(root / "one" / "metrics.jsonl"), _records(root / "two" / "metrics.jsonl")
     assert [r["step"] for r in r1] == [r["step"] for r in r2] == [0, 1, 2]
     for a, b in zip(r1, r2):
@@ -156,17 +160,18 @@ def test_two_workers_give_the_metrics_and_weights_of_one(runs, base_model):
     diff = max_abs_diff(weights(root / "one" / "model"), weights(root / "two" / "model"))
     print(f"max |w_one - w_two| = {diff:.3g}")
     assert diff <= 1e-6
+    assert max_abs_diff(weights(root / "one" / "model"), weights(root / "tp2" / "model")) <= 1e-6
     assert max_abs_diff(weights(base_model), weights(root / "two" / "model")) > 1e-4
 
 
 def test_no_large_object_crosses_between_driver_and_workers(runs):
-    _, one, two = runs
+    _, one, two, tp2 = runs
     print(f"largest transfer: {one.largest_transfer} B (1 worker), {two.largest_transfer} B (2 workers)")
     assert 0 < two.largest_transfer <= MAX_TRANSFER
 
 
 def test_killed_worker_names_itself_and_the_run_resumes_to_the_same_weights(runs, task_dir, base_model):
-    root, _, _ = runs
+    root, _, _, _ = runs
     cfg = _cfg(task_dir, base_model, 2)
     out = root / "killed"
     t = _KillsRank1InStep2Rollouts(cfg, out, progress=False)

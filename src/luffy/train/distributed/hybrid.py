@@ -19,8 +19,10 @@ gathers the samples back in prompt order:
   cache freed) and the next sync wakes them; on CPU vLLM has no sleep mode and they stay resident.
 
 The engines run vLLM's ``external_launcher`` executor in the worker process, joined to the
-training process group with tensor-parallel size 1 (each rank its own engine). Not (yet) here:
-tensor parallelism inside an engine, and ``luffy evaluate`` on the workers (it uses one engine).
+training process group. With ``rollout.vllm_tensor_parallel_size`` t (it must divide the workers
+per node), each t consecutive ranks form one engine, every rank of it gets the same requests, and
+prompts are split over world / t engines. Evaluation has its own data-parallel engines
+(:mod:`luffy.rollout.replicas`).
 """
 
 from __future__ import annotations
@@ -40,13 +42,14 @@ class WorkerRollouts(RolloutEngine):
 
     def __init__(self, group: Any, cfg: Any, log=print) -> None:
         self.group = group
+        self.tp = cfg.rollout.vllm_tensor_parallel_size
         infos = group.call("start_engine", cfg)
         self.start_info = infos[0]
         self.stale = False
         self.asleep = False
         self.last_sync_seconds: float | None = infos[0]["sync_seconds"]
-        log(f"hybrid: a vLLM engine in each of {group.world} worker(s) ({infos[0]['dtype']}), up in "
-            f"{max(i['seconds'] for i in infos):.1f} s")
+        log(f"hybrid: {group.world // self.tp} vLLM engine(s) of tensor-parallel size {self.tp} in {group.world} "
+            f"worker(s) ({infos[0]['dtype']}), up in {max(i['seconds'] for i in infos):.1f} s")
 
     def mark_stale(self) -> None:
         """The workers' weights changed (an update, a restore): sync before the next generation."""
@@ -65,9 +68,11 @@ class WorkerRollouts(RolloutEngine):
             self.stale = self.asleep = False
 
     def generate(self, prompts: list[list[int]], n: int, sampling: SamplingConfig) -> list[list[Generation]]:
-        bounds = shard_bounds(len(prompts), self.group.world)
-        args = [(prompts[a:b], n, shard_sampling(sampling, a, n)) for a, b in bounds]
-        parts = self.group.call_each("generate", args)
+        tp = self.tp
+        bounds = shard_bounds(len(prompts), self.group.world // tp)
+        # every rank of a tensor-parallel engine gets that engine's requests; its first rank's reply is kept
+        args = [(prompts[a:b], n, shard_sampling(sampling, a, n)) for a, b in bounds for _ in range(tp)]
+        parts = self.group.call_each("generate", args)[::tp]
         out: list[list[Generation]] = []
         for (a, b), part in zip(bounds, parts):
             if len(part) != b - a:

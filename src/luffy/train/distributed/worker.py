@@ -177,8 +177,9 @@ class TrainWorker:
 
         vLLM's ``external_launcher`` executor runs the engine in this process and joins the existing
         ``torch.distributed`` group instead of creating one; with tensor-parallel size 1 every rank is
-        its own engine ("external data parallel"), so generation needs no collective. On CPU the
-        engine's torch threads are this worker's (``cpus_per_worker``)."""
+        its own engine ("external data parallel"), so generation needs no collective; with size t > 1
+        each t consecutive ranks form one engine. On CPU the engine's torch threads are this worker's
+        (``cpus_per_worker``)."""
         from ...model.load import load_tokenizer
         from ...rollout.vllm_engine import VLLMEngine
 
@@ -194,7 +195,8 @@ class TrainWorker:
             dtype=cfg.model.dtype if cfg.model.dtype in ("auto", "bfloat16", "float32", "float16") else "auto",
             max_model_len=cfg.data.max_prompt_tokens + cfg.data.max_response_tokens,
             enforce_eager=c.vllm_enforce_eager, gpu_memory_utilization=c.vllm_gpu_memory_utilization,
-            seed=cfg.train.seed, external_launcher=True, sleep_mode=self.device_type == "cuda")
+            tensor_parallel_size=c.vllm_tensor_parallel_size, seed=cfg.train.seed, external_launcher=True,
+            sleep_mode=self.device_type == "cuda")
         init_s = time.perf_counter() - t0
         self.engine.sync_weights(self.model)
         return {"seconds": time.perf_counter() - t0, "init_seconds": init_s,
