@@ -166,8 +166,9 @@ def test_two_workers_give_the_metrics_and_weights_of_one(runs, base_model):
 
 def test_no_large_object_crosses_between_driver_and_workers(runs):
     _, one, two, tp2 = runs
-    print(f"largest transfer: {one.largest_transfer} B (1 worker), {two.largest_transfer} B (2 workers)")
-    assert 0 < two.largest_transfer <= MAX_TRANSFER
+    print(f"largest transfer: {one.largest_transfer} B (1 worker), {two.largest_transfer} B (2 workers), "
+          f"{tp2.largest_transfer} B (2 workers, TP 2)")
+    assert 0 < two.largest_transfer <= MAX_TRANSFER and 0 < tp2.largest_transfer <= MAX_TRANSFER
 
 
 def test_killed_worker_names_itself_and_the_run_resumes_to_the_same_weights(runs, task_dir, base_model):
