@@ -99,7 +99,7 @@ class Trainer:
         np.random.seed(c.train.seed)
         self.device = self._local_device()
         self.spec = UpdateSpec.from_config(c, self.device)  # compute_dtype: bf16 autocast where model.dtype says so
-        self.model, self.tok = load_model(c.model.path, dtype="float32", device=self.device)  # fp32 masters, always
+        self.model, self.tok = self._load_model()       # fp32 master weights, always
         if self.tok.pad_token_id is None:
             self.tok.pad_token = self.tok.eos_token
         if c.model.gradient_checkpointing:
@@ -353,6 +353,10 @@ class Trainer:
 
     def _make_optimizer(self):
         return build_optimizer(self.model, self.cfg, self.opt_steps_total)
+
+    def _load_model(self):
+        """(model, tokenizer) of ``model.path``: float32 on this process's device."""
+        return load_model(self.cfg.model.path, dtype="float32", device=self.device)
 
     def _local_device(self) -> str:
         """Where this process trains: ``resources.device`` (auto = CUDA when torch sees a GPU, else CPU)."""

@@ -21,9 +21,9 @@ The driver keeps a full copy of the weights in host memory (for the engine and t
 
 With ``rollout.placement: workers`` (the hybrid engine, :mod:`luffy.train.distributed.hybrid`) the
 driver has no engine: every worker hosts one, rollouts and validation are split across them, and
-each engine is synced from its own worker's shards. The driver's copy of the weights is not kept
-up to date at all: models are saved by rank 0 (``best_val/``, ``model/``), so no weight passes
-through Ray's object store.
+each engine is synced from its own worker's shards. The driver holds no weights at all (its model
+is a meta-device skeleton): models are saved by rank 0 (``best_val/``, ``model/``), so no weight
+passes through Ray's object store and the driver's node needs no host copy of the model.
 """
 
 from __future__ import annotations
@@ -86,6 +86,15 @@ class DistTrainer(Trainer):
 
     def _local_device(self) -> str:
         return "cpu"   # the driver's copy of the model (the workers train on resources.device)
+
+    def _load_model(self):
+        if not self._hybrid:
+            return super()._load_model()
+        # hybrid: the driver never reads the weights (engines sync from the shards, rank 0 saves), so
+        # its model is a meta-device skeleton: no host copy of the weights in the driver
+        from ...model.load import build_empty_model, load_tokenizer
+
+        return build_empty_model(self.cfg.model.path), load_tokenizer(self.cfg.model.path)
 
     def _make_engine(self):
         if not self._hybrid:

