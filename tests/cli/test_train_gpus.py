@@ -57,9 +57,10 @@ def test_asking_for_cuda_without_a_gpu_is_one_error_before_any_model_loads(task_
 
     if torch.cuda.is_available():
         pytest.skip("this host has a CUDA GPU: the error is for hosts without one")
-    from luffy.train import Trainer, TrainingError
+    from luffy.model.load import ModelLoadError
+    from luffy.train import Trainer
 
     t = Trainer(_cfg(task_dir, base_model, **{"resources.device": "cuda"}), tmp_path / "r", progress=False)
-    with pytest.raises(TrainingError, match="resources.device is cuda but torch sees no CUDA device"):
+    with pytest.raises(ModelLoadError, match="resources.device is cuda but torch sees no CUDA device"):
         t.setup()
     assert not hasattr(t, "model")

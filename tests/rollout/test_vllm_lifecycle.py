@@ -64,7 +64,7 @@ def test_construction_errors(tiny, tmp_path, monkeypatch):
         make_engine("vllm", model_path=str(tmp_path), tokenizer=tiny.tokenizer)
     with pytest.raises(ValueError, match="dtype must be one of"):
         make_engine("vllm", model_path=str(tiny.path), tokenizer=tiny.tokenizer, dtype="int8")
-    with pytest.raises(ValueError, match="tensor_parallel_size=2 is not supported"):
+    with pytest.raises(ValueError, match="tensor_parallel_size=2 needs external_launcher"):
         make_engine("vllm", model_path=str(tiny.path), tokenizer=tiny.tokenizer, tensor_parallel_size=2)
     monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "1")
     with pytest.raises(ValueError, match="VLLM_ENABLE_V1_MULTIPROCESSING='1' is set"):

@@ -58,6 +58,15 @@ def pick_dtype(dtype: str | torch.dtype = "auto", device: str | torch.device = "
     return torch.float32
 
 
+def pick_device(want: str) -> str:
+    """``auto`` = ``cuda`` when torch sees a GPU, else ``cpu``; ``cuda`` without one is a one-line error."""
+    if want == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if want == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError("resources.device is cuda but torch sees no CUDA device here")
+    return want
+
+
 def load_tokenizer(path_or_id: str | Path) -> Any:
     """The tokenizer of a model folder or Hub id; ``pad_token`` falls back to ``eos_token``."""
     source, local = _resolve(path_or_id)

@@ -45,7 +45,7 @@ import yaml
 
 from ..algos import group_advantages
 from ..config import RunConfig, dump_config
-from ..model.load import load_model
+from ..model.load import load_model, pick_device
 from ..rewards import GradingPool, batch_math_verify_reward
 from ..rollout import SamplingConfig, make_engine
 from ..rollout.groups import Member, build_groups, encode_prompt, encode_trace
@@ -53,7 +53,7 @@ from ..utils.files import atomic_write_text
 from . import batching as B
 from .drills import check_drill_env, drill
 from .errors import NothingToDo, TrainingError
-from .metrics import progress_line, rl_step_metrics
+from .metrics import progress_bar, progress_line, rl_step_metrics
 from .optim import build_optimizer
 from .run_files import (
     CheckpointManager,
@@ -203,7 +203,7 @@ class Trainer:
     def run(self) -> dict[str, Any]:
         c = self.cfg
         start = self._begin()
-        bar = self._progress_bar(start)
+        bar = progress_bar(self.total_steps, start, f"train {self.paths.out.name}") if self.progress else None
         step_times, last_val = [], None
         for step in range(start + 1, self.total_steps + 1):
             t0 = time.perf_counter()
@@ -337,14 +337,6 @@ class Trainer:
     def _micro(self, seqs: list[Member]) -> MicroBatch:
         return B.collate_members(seqs, self.tok.pad_token_id)
 
-    def _progress_bar(self, start: int):
-        if not self.progress:
-            return None
-        from tqdm import tqdm
-
-        return tqdm(total=self.total_steps, initial=start, desc=f"train {self.paths.out.name}", unit="step",
-                    dynamic_ncols=True)
-
     # ============================================================================ backend hooks
     # Where the distributed trainer (luffy.train.distributed.DistTrainer) differs: it runs these on a
     # Ray worker group; everything above is shared.
@@ -360,22 +352,15 @@ class Trainer:
 
     def _local_device(self) -> str:
         """Where this process trains: ``resources.device`` (auto = CUDA when torch sees a GPU, else CPU)."""
-        want = self.cfg.resources.device
-        if want == "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        if want == "cuda" and not torch.cuda.is_available():
-            raise TrainingError("resources.device is cuda but torch sees no CUDA device here")
-        return want
+        return pick_device(self.cfg.resources.device)
 
     def _make_engine(self):
         """The rollout engine (after the model and optimizer exist)."""
-        c = self.cfg
-        return make_engine(c.rollout.engine, model=self.model, model_path=c.model.path,
-                           tokenizer=self.tok, max_batch_size=c.rollout.max_batch_size,
-                           autocast_dtype=self.spec.compute_dtype,
-                           enforce_eager=c.rollout.vllm_enforce_eager,
-                           gpu_memory_utilization=c.rollout.vllm_gpu_memory_utilization,
-                           tensor_parallel_size=c.rollout.vllm_tensor_parallel_size,
+        c, r = self.cfg, self.cfg.rollout
+        return make_engine(r.engine, model=self.model, model_path=c.model.path, tokenizer=self.tok,
+                           max_batch_size=r.max_batch_size, autocast_dtype=self.spec.compute_dtype,
+                           enforce_eager=r.vllm_enforce_eager, gpu_memory_utilization=r.vllm_gpu_memory_utilization,
+                           tensor_parallel_size=r.vllm_tensor_parallel_size,
                            max_model_len=c.data.max_prompt_tokens + c.data.max_response_tokens)
 
     def _model_writer(self):

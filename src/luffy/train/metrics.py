@@ -55,3 +55,10 @@ def progress_line(step: int, total: int, met: dict[str, Any], last_val: tuple[in
     if met.get("skipped_update"):
         parts.append("update skipped")
     return "train: " + " | ".join(parts)
+
+
+def progress_bar(total: int, start: int, desc: str):
+    """A tqdm bar over the run's steps (interactive runs; job logs use :func:`progress_line`)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=start, desc=desc, unit="step", dynamic_ncols=True)
