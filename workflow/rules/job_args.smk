@@ -99,7 +99,8 @@ def suite_args(label, reuse=None):
     tiny = SCALE == "tiny"
     args += ["--data", f"{R}/data" if tiny else config["paper_data"]["eval_dir"]]
     gpus = int(RES["eval"].get("gpu", 0) or 0)
-    if gpus > 1:  # one vLLM engine per GPU of the job (data-parallel; the samples do not change)
+    # one vLLM engine per GPU of the job (data-parallel; the samples do not change)
+    if gpus > 1:
         args += ["--set", f"replicas={gpus}"]
         if "cpus_per_gpu" in RES["eval"]:
             args += ["--set", f"cpus_per_replica={RES['eval']['cpus_per_gpu']}"]
