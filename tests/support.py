@@ -13,6 +13,7 @@ runs a few and ``make reliability`` runs the full set and writes the figures REL
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -217,3 +218,24 @@ def runtime_env() -> dict[str, str]:
     that scripts call by name; the workflow's rules do not need it)."""
     return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
 
+
+def metric_records(path: Path) -> list[dict]:
+    """A run's metrics.jsonl without wall-clock keys (``time/*``, ``tokens_per_s*``)."""
+    return [{k: v for k, v in json.loads(line).items() if not k.startswith(("time/", "tokens_per_s"))}
+            for line in Path(path).read_text().splitlines()]
+
+
+def metrics_close(a, b) -> bool:
+    """Floats within 1e-5 relative / 1e-6 absolute (NaN equals NaN); anything else equal."""
+    if isinstance(a, float) or isinstance(b, float):
+        return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-6)
+    return a == b
+
+
+def assert_same_metrics(r1: list[dict], r2: list[dict], steps: list[int]) -> None:
+    """Two runs logged the same steps, the same keys, and values that are :func:`metrics_close`."""
+    assert [r["step"] for r in r1] == [r["step"] for r in r2] == steps
+    for a, b in zip(r1, r2):
+        assert a.keys() == b.keys()
+        bad = {k: (a[k], b[k]) for k in a if not metrics_close(a[k], b[k])}
+        assert not bad, f"step {a['step']}: {bad}"

@@ -102,6 +102,18 @@ def load_model(
     return model.to(dev).eval(), tok
 
 
+def safetensors_names(folder: str | Path) -> set[str]:
+    """Tensor names in a local model folder's ``*.safetensors`` files (empty: none, or not a folder)."""
+    from safetensors import safe_open
+
+    folder = Path(folder)
+    names: set[str] = set()
+    for f in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
+        with safe_open(str(f), framework="pt") as sf:
+            names.update(sf.keys())
+    return names
+
+
 def build_empty_model(path_or_id: str | Path) -> Any:
     """The model of ``path_or_id``'s config on the meta device (float32, no storage, no weights read):
     for sharding before any memory is allocated (:mod:`luffy.train.distributed.worker`)."""

@@ -311,17 +311,13 @@ def _refresh_tied_layers(model: torch.nn.Module) -> list[list[str]]:
 
 
 def _checkpoint_names(folder: Path) -> set[str]:
-    from safetensors import safe_open
+    from ..model.load import safetensors_names
 
-    files = sorted(folder.glob("*.safetensors"))
-    if not files:
+    names = safetensors_names(folder)
+    if not names:
         raise ValueError(
             f"VLLMEngine: {folder} has no *.safetensors weights (save the model with save_pretrained)"
         )
-    names: set[str] = set()
-    for f in files:
-        with safe_open(str(f), framework="pt") as sf:
-            names.update(sf.keys())
     return names
 
 

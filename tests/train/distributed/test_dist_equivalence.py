@@ -9,31 +9,12 @@ Tolerance: every final weight within 1e-6 (absolute, float32) and every logged m
 
 from __future__ import annotations
 
-import json
-import math
-
-from support import TINY, max_abs_diff, ray_sets, tiny_sets, weights
+from support import TINY, assert_same_metrics, max_abs_diff, metric_records, ray_sets, tiny_sets, weights
 
 from luffy.cli.train import train
 from luffy.config import load_run_config
 
 ATOL_W = 1e-6
-
-
-def _records(path):
-    out = []
-    for line in path.read_text().splitlines():
-        r = json.loads(line)
-        out.append({k: v for k, v in r.items() if not k.startswith(("time/", "tokens_per_s"))})
-    return out
-
-
-def _close(a, b) -> bool:
-    if isinstance(a, float) or isinstance(b, float):
-        if math.isnan(a) and math.isnan(b):
-            return True
-        return math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-6)
-    return a == b
 
 
 def test_two_ray_workers_equal_one_process(task_dir, base_model, tmp_path, ray_local):
@@ -50,12 +31,8 @@ def test_two_ray_workers_equal_one_process(task_dir, base_model, tmp_path, ray_l
     assert diff <= ATOL_W
     assert max_abs_diff(w0, w1) > 1e-4, "training changed no weight: the comparison would be empty"
 
-    r1, r2 = _records(tmp_path / "one" / "metrics.jsonl"), _records(tmp_path / "two" / "metrics.jsonl")
-    assert [r["step"] for r in r1] == [r["step"] for r in r2] == [0, 1, 2]
-    for a, b in zip(r1, r2):
-        assert a.keys() == b.keys()
-        bad = {k: (a[k], b[k]) for k in a if not _close(a[k], b[k])}
-        assert not bad, f"step {a['step']}: {bad}"
+    r1, r2 = metric_records(tmp_path / "one" / "metrics.jsonl"), metric_records(tmp_path / "two" / "metrics.jsonl")
+    assert_same_metrics(r1, r2, [0, 1, 2])
     assert r1[-1]["actor/pg_loss"] != 0.0 and r1[-1]["optim/grad_norm"] > 0
     ckpt = tmp_path / "two" / "checkpoints" / "step_000002"
     assert (ckpt / "COMPLETE").is_file() and (ckpt / "shards" / ".metadata").is_file()

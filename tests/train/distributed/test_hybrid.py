@@ -17,14 +17,12 @@ One tiny LUFFY run (float32, 2 steps of 4 prompts × (3 on + 1 off), micro-batch
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import signal
 from pathlib import Path
 
 import pytest
-from support import TINY, max_abs_diff, ray_sets, tiny_sets, weights
+from support import TINY, assert_same_metrics, max_abs_diff, metric_records, ray_sets, tiny_sets, weights
 
 from luffy.config import load_run_config
 from luffy.rollout import SamplingConfig
@@ -116,17 +114,6 @@ def runs(task_dir, base_model, tmp_path_factory, ray_local):
     return root, one, two, tp2
 
 
-def _records(path):
-    return [{k: v for k, v in json.loads(line).items() if not k.startswith(("time/", "tokens_per_s"))}
-            for line in path.read_text().splitlines()]
-
-
-def _close(a, b):
-    if isinstance(a, float) or isinstance(b, float):
-        return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-6)
-    return a == b
-
-
 def test_shards_keep_whole_prompts_and_their_seeds():
     assert shard_bounds(5, 2) == [(0, 3), (3, 5)]
     assert shard_bounds(1, 3) == [(0, 1), (1, 1), (1, 1)]
@@ -155,12 +142,8 @@ def test_two_engines_sample_what_one_engine_samples(runs):
 
 def test_two_workers_give_the_metrics_and_weights_of_one(runs, base_model):
     root, _, _, _ = runs
-    r1, r2 = _records(root / "one" / "metrics.jsonl"), _records(root / "two" / "metrics.jsonl")
-    assert [r["step"] for r in r1] == [r["step"] for r in r2] == [0, 1, 2]
-    for a, b in zip(r1, r2):
-        assert a.keys() == b.keys()
-        bad = {k: (a[k], b[k]) for k in a if not _close(a[k], b[k])}
-        assert not bad, f"step {a['step']}: {bad}"
+    r1, r2 = metric_records(root / "one" / "metrics.jsonl"), metric_records(root / "two" / "metrics.jsonl")
+    assert_same_metrics(r1, r2, [0, 1, 2])
     diff = max_abs_diff(weights(root / "one" / "model"), weights(root / "two" / "model"))
     print(f"max |w_one - w_two| = {diff:.3g}")
     assert diff <= 1e-6
@@ -194,7 +177,7 @@ def test_killed_worker_names_itself_and_the_run_resumes_to_the_same_weights(runs
 
     _, summary = _run(DistTrainer, cfg, out)        # --resume auto (the default)
     assert summary["steps"] == 2
-    assert [r["step"] for r in _records(out / "metrics.jsonl")] == [0, 1, 2]
+    assert [r["step"] for r in metric_records(out / "metrics.jsonl")] == [0, 1, 2]
     diff = max_abs_diff(weights(root / "two" / "model"), weights(out / "model"))
     print(f"max |w_resumed - w_uninterrupted| = {diff:.3g}")
     assert diff <= 1e-6

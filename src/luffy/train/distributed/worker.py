@@ -99,7 +99,7 @@ class TrainWorker:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
         from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 
-        from ...model.load import build_empty_model, load_model
+        from ...model.load import build_empty_model, load_model, safetensors_names
         from ..optim import build_optimizer
         from ..update import compute_dtype
 
@@ -135,7 +135,7 @@ class TrainWorker:
             torch.cuda.empty_cache()
         model.train()
         self.model = model
-        self._source_names = _safetensors_names(Path(c.path))
+        self._source_names = safetensors_names(c.path)
         self.optim, self.sched = build_optimizer(model, cfg, opt_steps_total)
         n = sum(p.numel() for p in model.parameters())
         local = sum(p.to_local().numel() if hasattr(p, "to_local") else p.numel() for p in model.parameters())
@@ -322,17 +322,6 @@ def _init_computed_buffers(model: torch.nn.Module) -> None:
         else:
             raise RuntimeError(f"meta-device start: cannot initialise buffer(s) {missing} of {name or 'the model'} "
                                f"({type(mod).__name__})")
-
-
-def _safetensors_names(folder: Path) -> set[str]:
-    """Tensor names of a local model folder's ``*.safetensors`` (empty for a hub id or other formats)."""
-    from safetensors import safe_open
-
-    names: set[str] = set()
-    for f in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
-        with safe_open(str(f), framework="pt") as sf:
-            names.update(sf.keys())
-    return names
 
 
 def _batch_to(b: Any, device: torch.device) -> Any:
