@@ -127,6 +127,15 @@ def _check_base_model(config: dict[str, Any], root: Path) -> None:
         missing = model_folder_gaps(root / base["path"])
         if missing:
             raise ConfigError(f"base_model.path '{base['path']}': incomplete model folder: {missing}")
+    warmup = base.get("warmup")
+    if warmup:
+        path = root / "config" / "experiments" / str(config.get("scale")) / f"{warmup.get('experiment')}.yaml"
+        if not path.is_file():
+            raise ConfigError(f"base_model.warmup.experiment: no experiment file {path}")
+        try:
+            load_run_config(path, [*(config.get("train_overrides") or []), *(warmup.get("set") or [])])
+        except ConfigError as e:
+            raise ConfigError(f"base_model.warmup: {e}") from None
     template = base.get("chat_template")
     if template and template not in CHAT_TEMPLATES:
         raise ConfigError(f"base_model.chat_template: unknown template '{template}' "

@@ -127,6 +127,33 @@ def test_both_checkpoints_are_evaluated_and_best_val_reuses_final(tmp_path):
     assert f"--out {out}/eval/base " in base and "--checkpoint-label base" in base
 
 
+def test_warmup_makes_the_warmed_model_every_methods_start_and_the_base_row(tmp_path):
+    warm = tmp_path / "warm.yaml"
+    warm.write_text(yaml.safe_dump({"base_model": {"source": "build", "warmup": {
+        "experiment": "sft", "seed": 3, "set": ["train.epochs=2", "optim.lr=6e-4"]}}}))
+    r, out = dry(tmp_path, "all", "-p", f"--configfile={warm}")
+    assert r.returncode == 0, r.stderr + r.stdout
+    counts = job_counts(r.stdout)
+    assert counts["warm_up_base_model"] == 1 and counts["build_base_model"] == 1 and counts["train"] == 13
+    cmds = shell_commands(r.stdout)
+    (warmup,) = [c for c in cmds if f"--out {out}/models/warm " in c]
+    assert "luffy train --config config/experiments/tiny/sft.yaml" in warmup
+    for s in ("train.seed=3", f"model.path={out}/models/base", "train.epochs=2", "optim.lr=6e-4"):
+        assert f"--set {s} " in warmup
+    trains = [c for c in cmds if "luffy train" in c and c is not warmup]
+    starts = [c for c in trains if "sft_rl-s0" not in c]  # sft_rl starts from the sft run
+    assert len(starts) == 12 and all(f"--set model.path={out}/models/warm/model " in c for c in starts)
+    (base,) = [c for c in cmds if "luffy evaluate" in c and "--checkpoint-label base" in c]
+    assert f"--model {out}/models/warm/model --out {out}/eval/base " in base
+
+
+def test_a_bad_warmup_stops_before_any_job(tmp_path):
+    out = stopped_before_any_job(bad(tmp_path, {"base_model": {"source": "build", "warmup": {"experiment": "sftt"}}}))
+    assert "base_model.warmup.experiment: no experiment file" in out and "sftt.yaml" in out
+    bad_set = {"base_model": {"source": "build", "warmup": {"experiment": "sft", "set": ["train.epochz=2"]}}}
+    assert "base_model.warmup: " in stopped_before_any_job(bad(tmp_path, bad_set))
+
+
 def test_report_checkpoint_key_chooses_the_evaluations_of_the_reports(tmp_path):
     out = str(tmp_path / "results")
     r, out = dry(tmp_path, "table1", "-p")

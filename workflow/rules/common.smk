@@ -223,9 +223,15 @@ RUN_WILDCARD = f"(?:{'|'.join(re.escape(e) for e in EXPERIMENTS)})-s[0-9]+"
 TABLE_GROUPS = {"table1": "table1", "table4": "ablations", "gamma": "gamma_sweep"}
 FIGURE_KINDS = list(FIGURES) + ["ablations", "gamma_sweep", "shaping"]
 LOCAL_BASE = BASE["source"] == "local"
-BASE_DIR = BASE["path"] if LOCAL_BASE else f"{R}/models/base"
+# The pretrained model (built, downloaded or local) and, with base_model.warmup, the warmed model
+# every method starts from: the pretrained one after a short run of the warm-up experiment.
+WARMUP = BASE.get("warmup")
+PRETRAINED_DIR = BASE["path"] if LOCAL_BASE else f"{R}/models/base"
 # the file that says a model is complete (a run's: summary.json, the trainer's last write)
-BASE_MARKER = f"{BASE_DIR}/{'config' if LOCAL_BASE else 'model_card'}.json"
+PRETRAINED_MARKER = f"{PRETRAINED_DIR}/{'config' if LOCAL_BASE else 'model_card'}.json"
+WARM_DIR = f"{R}/models/warm"
+BASE_DIR = f"{WARM_DIR}/model" if WARMUP else PRETRAINED_DIR
+BASE_MARKER = f"{WARM_DIR}/summary.json" if WARMUP else PRETRAINED_MARKER
 
 
 # Released checkpoints (`snakemake released`): Table 1 row name -> hub id or local folder.
@@ -298,7 +304,7 @@ def prestage_targets():
         else []
     )
     if BASE["source"] == "hub":
-        out.append(BASE_MARKER)
+        out.append(PRETRAINED_MARKER)
     return out + [f"{R}/models/released/{n}/model_card.json" for n in RELEASED]
 
 

@@ -25,7 +25,7 @@ rule evaluate_base:
         **res("eval"),
     params:
         luffy=LUFFY,
-        model=lambda wildcards, input: Path(input.model).parent,
+        model=BASE_DIR,
         out=lambda wildcards, output: Path(output[0]).parent,
         args=eval_args,
     shell:

@@ -14,12 +14,23 @@ def start_model(run):
 def train_inputs(wildcards):
     """The experiment file and every file it inherits from (their edits rerun the run)."""
     exp, _, start = start_model(wildcards.run)
-    chain = yamlfile.inherit_chain(f"config/experiments/{SCALE}/{exp}.yaml")
+    split = EXPERIMENTS[exp].get("train_split", "train")
+    return run_inputs(exp, model_marker(start), split)
+
+
+def warmup_inputs(wildcards):
+    """The warm-up run's inputs: its experiment files, the pretrained model, its data."""
+    split = WARMUP.get("train_split", "train")
+    return run_inputs(WARMUP["experiment"], PRETRAINED_MARKER, split)
+
+
+def run_inputs(experiment, model, split):
+    chain = yamlfile.inherit_chain(f"config/experiments/{SCALE}/{experiment}.yaml")
     return {
         "config": str(chain[0]),
         "inherited": [str(p) for p in chain[1:]],
-        "model": model_marker(start),
-        "train": data_file(EXPERIMENTS[exp].get("train_split", "train")),
+        "model": model,
+        "train": data_file(split),
         "val": data_file("val"),
     }
 
@@ -60,14 +71,23 @@ def gpu_sets():
 def train_sets(wildcards, input):
     """The run's `luffy train --set` overrides."""
     exp, seed, start = start_model(wildcards.run)
+    return run_sets(seed, model_dir(start), input, EXPERIMENTS[exp].get("set", []))
+
+
+def warmup_sets(wildcards, input):
+    """The warm-up run's overrides: its seed, the pretrained model, base_model.warmup.set."""
+    return run_sets(WARMUP.get("seed", 0), PRETRAINED_DIR, input, WARMUP.get("set", []))
+
+
+def run_sets(seed, model, input, extra):
     sets = [
         f"train.seed={seed}",
-        f"model.path={model_dir(start)}",
+        f"model.path={model}",
         f"data.train={input.train}",
         f"data.val={input.val}",
         *gpu_sets(),
         *config.get("train_overrides", []),
-        *EXPERIMENTS[exp].get("set", []),
+        *extra,
     ]
     return " ".join(f"--set {shlex.quote(s)}" for s in sets)
 

@@ -1,6 +1,7 @@
 # The base model. Scale tiny: pretrain the tiny model on the task (luffy build-model). Scale
 # paper: fetch Qwen2.5-Math-7B and apply the 16k-context config edit and the think chat
-# template (method §8). A local base model (base_model.source: local) needs no rule.
+# template (method §8). A local base model (base_model.source: local) needs no rule. With
+# base_model.warmup, every method starts from the pretrained model after that warm-up run.
 
 
 if BASE["source"] == "build":
@@ -12,7 +13,7 @@ if BASE["source"] == "build":
             train=data_file("train"),
             config=f"{R}/config/tiny_model.yaml",
         output:
-            model_marker("base"),
+            PRETRAINED_MARKER,
         log:
             f"{R}/logs/build_base_model.log",
         conda:
@@ -38,7 +39,7 @@ if BASE["source"] == "hub":
         and install the chat template, as the paper's "-16k-think" model (method §8).
         """
         output:
-            model_marker("base"),
+            PRETRAINED_MARKER,
         log:
             f"{R}/logs/resolve_base_model.log",
         localrule: True  # a download: runs on the submitting host (compute nodes may be offline)
@@ -64,3 +65,34 @@ if BASE["source"] == "hub":
         shell:
             "logged {log} {params.luffy} resolve-model --base {params.base} {params.edits}"
             " {params.template} --out {params.out}"
+
+
+if WARMUP:
+
+    rule warm_up_base_model:
+        """The model every method starts from: the pretrained base after a short run of the
+        base_model.warmup experiment (e.g. a little SFT on the traces), a stand-in for a base
+        that has seen some reasoning data before RL (docs/miniature-warm-base.md).
+        """
+        input:
+            unpack(warmup_inputs),
+        output:
+            BASE_MARKER,
+        log:
+            f"{R}/logs/warm_up_base_model.log",
+        benchmark:
+            f"{R}/benchmarks/warm_up_base_model.tsv"
+        conda:
+            CONDA_ENV
+        container:
+            CONTAINER
+        threads: RES["train"]["threads"]
+        resources:
+            **res("train"),
+        params:
+            luffy=LUFFY,
+            out=WARM_DIR,
+            sets=warmup_sets,
+        shell:
+            "logged {log} env OMP_NUM_THREADS={threads} {params.luffy} train --config {input.config}"
+            " --out {params.out} {params.sets} --no-progress"
