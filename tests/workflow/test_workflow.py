@@ -147,6 +147,20 @@ def test_warmup_makes_the_warmed_model_every_methods_start_and_the_base_row(tmp_
     assert f"--model {out}/models/warm/model --out {out}/eval/base " in base
 
 
+def test_an_experiments_own_seeds_replace_the_top_level_seeds(tmp_path):
+    cfg = tmp_path / "seeds.yaml"
+    cfg.write_text(yaml.safe_dump({"seeds": [0, 1, 2], "experiments": {"gamma_0.2": {"seeds": [5]}}}))
+    r, out = dry(tmp_path, "all", "-p", f"--configfile={cfg}")
+    assert r.returncode == 0, r.stderr + r.stdout
+    counts = job_counts(r.stdout)
+    assert counts["train"] == 12 * 3 + 1 and counts["evaluate"] == 2 * counts["train"]
+    trains = [c for c in shell_commands(r.stdout) if "luffy train" in c]
+    assert [c for c in trains if "/runs/gamma_0.2-s" in c] == [c for c in trains if "/runs/gamma_0.2-s5 " in c]
+    assert len([c for c in trains if "/runs/gamma_0.2-s5 " in c]) == 1
+    r = snakemake("-n", f"--configfile={cfg}", "--config", f"results={out}", "experiments={gamma_0.2: {seeds: []}}")
+    assert r.returncode != 0 and "experiments.gamma_0.2.seeds: [] should be non-empty" in r.stdout + r.stderr
+
+
 def test_a_bad_warmup_stops_before_any_job(tmp_path):
     out = stopped_before_any_job(bad(tmp_path, {"base_model": {"source": "build", "warmup": {"experiment": "sftt"}}}))
     assert "base_model.warmup.experiment: no experiment file" in out and "sftt.yaml" in out

@@ -261,7 +261,12 @@ def data_file(key):
 
 def seeded(experiments, path):
     """(experiment, path(run)) for every seed of every experiment."""
-    return [(e, path(f"{e}-s{s}")) for e in experiments for s in SEEDS]
+    return [(e, path(f"{e}-s{s}")) for e in experiments for s in seeds_of(e)]
+
+
+def seeds_of(experiment):
+    """The experiment's own seeds (experiments.<name>.seeds), else the top-level seeds."""
+    return EXPERIMENTS[experiment].get("seeds", SEEDS)
 
 
 def suite_file(name, checkpoint=None):

@@ -146,9 +146,11 @@ def claims_pairs():
     """The claims' (NAME@SEED, path) pairs: evaluations (report.checkpoint; the base model once) and
     run folders, of the experiments in luffy.report.claims that the config has."""
     evals = [("base", suite_file("base"))]
-    evals += [(f"{e}@{s}", suite_file(f"{e}-s{s}")) for e in CLAIM_EVALS for s in SEEDS]
+    evals += [
+        (f"{e}@{s}", suite_file(f"{e}-s{s}")) for e in CLAIM_EVALS for s in seeds_of(e)
+    ]
     return evals, [
-        (f"{e}@{s}", run_dir(f"{e}-s{s}")) for e in CLAIM_RUNS for s in SEEDS
+        (f"{e}@{s}", run_dir(f"{e}-s{s}")) for e in CLAIM_RUNS for s in seeds_of(e)
     ]
 
 
