@@ -131,26 +131,6 @@ def test_sync_weights_same_object_noop_other_module_copied(tiny):
     assert eng.generate(tiny.prompts(), 1, sp) == want
 
 
-def test_weights_dtype_copy_generates_as_a_bf16_model_and_follows_sync(tiny):
-    """weights_dtype: the engine decodes from its own bf16 copy (the trainer's fp32 model is left
-    alone) and every sync_weights refreshes that copy from the trainer's current weights."""
-    source = copy.deepcopy(tiny.model).float()
-    eng = HFEngine(source, tokenizer=tiny.tokenizer, weights_dtype="bfloat16", autocast_dtype="bfloat16")
-    assert eng.model is not source and next(eng.model.parameters()).dtype == torch.bfloat16
-    assert next(source.parameters()).dtype == torch.float32
-    sp = SamplingConfig(temperature=1.0, max_new_tokens=12, seed=3)
-    by_hand = HFEngine(copy.deepcopy(source).to(torch.bfloat16), tokenizer=tiny.tokenizer)
-    assert eng.generate(tiny.prompts(), 2, sp) == by_hand.generate(tiny.prompts(), 2, sp)
-    with torch.no_grad():
-        source.model.norm.weight.mul_(-3.0)  # the trainer's update
-    changed = HFEngine(copy.deepcopy(source).to(torch.bfloat16), tokenizer=tiny.tokenizer).generate(tiny.prompts(), 2, sp)
-    assert eng.generate(tiny.prompts(), 2, sp) != changed  # stale until synced
-    eng.sync_weights(source)
-    assert eng.generate(tiny.prompts(), 2, sp) == changed
-    with pytest.raises(ValueError, match="weights_dtype"):
-        HFEngine(source, tokenizer=tiny.tokenizer, weights_dtype="int8")
-
-
 @pytest.mark.parametrize(
     "prompts, n, match",
     [

@@ -73,30 +73,3 @@ def test_micro_loss_without_old_logp_uses_current_policy(base_model):
     assert torch.equal(la, lb)
     for a, b in zip(ga, gb):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
-
-
-@pytest.mark.parametrize("dtype, copied", [("bfloat16", True), ("float32", False)])
-def test_cpu_bf16_rollouts_decode_from_a_synced_bf16_copy(task_dir, base_model, tmp_path, dtype, copied):
-    """bf16 compute on a CPU: the HF engine holds a bf16 copy of the fp32 trainer model (faster than
-    autocast there, BENCHMARKS.md §1), refreshed before every rollout; fp32: the model itself."""
-    cfg = load_run_config(TINY / "luffy.yaml", tiny_overrides(task_dir, base_model, steps=1,
-                                                              **{"model.dtype": dtype}))
-    t = Trainer(cfg, tmp_path / dtype, progress=False, log=lambda *a, **k: None)
-    try:
-        t.setup()
-        assert (t.engine.model is not t.model) is copied
-        assert next(t.model.parameters()).dtype == torch.float32
-        seen, generate = [], t.engine.generate
-
-        def checked(*args, **kw):  # at every rollout: the copy equals the trainer's current weights
-            dt = next(t.engine.model.parameters()).dtype
-            mine = t.model.state_dict()
-            seen.append(all(torch.equal(v, mine[k].to(dt)) for k, v in t.engine.model.state_dict().items()))
-            return generate(*args, **kw)
-
-        t.engine.generate = checked
-        t.rl_step(1)
-        t.rl_step(2)  # after an update
-        assert seen == [True, True]
-    finally:
-        t.close()

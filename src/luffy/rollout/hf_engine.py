@@ -17,17 +17,13 @@ seeds: the samples of one call share one random stream, so a sample depends on t
 layout (the prompts, ``n`` and ``max_batch_size``), not only on the seed.
 
 Options: ``max_batch_size`` (sequences per ``generate`` call), ``autocast_dtype`` (e.g.
-``"bfloat16"`` to run fp32 weights under autocast; None = the model's own dtype), ``weights_dtype``
-(e.g. ``"bfloat16"``: generate from a copy of the model in that dtype, refreshed by every
-``sync_weights``, like vLLM's own bf16 weights; on a CPU this decodes a small model faster than
-autocast, which casts every fp32 weight again at every decoding step: BENCHMARKS.md §1). ``model_path``
+``"bfloat16"`` to run fp32 weights under autocast; None = the model's own dtype). ``model_path``
 is accepted and ignored, so that :func:`make_engine` passes the same arguments to every engine.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 from collections.abc import Iterator
 from typing import Any
 
@@ -49,7 +45,6 @@ class HFEngine(RolloutEngine):
         *,
         max_batch_size: int = 64,
         autocast_dtype: str | None = None,
-        weights_dtype: str | None = None,
     ) -> None:
         if model is None or not hasattr(model, "generate"):
             raise ValueError(
@@ -57,16 +52,12 @@ class HFEngine(RolloutEngine):
             )
         if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int) or max_batch_size < 1:
             raise ValueError(f"HFEngine: max_batch_size must be an int >= 1, got {max_batch_size!r}")
-        copy_dtype = _dtype(weights_dtype, "weights_dtype")
-        if copy_dtype is not None and copy_dtype != next(model.parameters()).dtype:
-            model = copy.deepcopy(model).to(copy_dtype)  # refreshed in place by sync_weights
-            autocast_dtype = None
         self.model = model
         self.eos_id = eos_id_of(tokenizer)
         pad = getattr(tokenizer, "pad_token_id", None)
         self.pad_id = pad if isinstance(pad, int) else self.eos_id
         self.max_batch_size = max_batch_size
-        self.autocast_dtype = _dtype(autocast_dtype, "autocast_dtype")
+        self.autocast_dtype = _dtype(autocast_dtype)
         self.vocab_size = int(model.get_input_embeddings().weight.shape[0])
 
     # ------------------------------------------------------------------------- contract
@@ -89,8 +80,7 @@ class HFEngine(RolloutEngine):
         return out
 
     def sync_weights(self, model: torch.nn.Module) -> None:
-        """No-op for the wrapped model itself; another module's state (e.g. the trainer's model when
-        the engine holds a ``weights_dtype`` copy) is copied in place (strict, cast to the copy's dtype)."""
+        """No-op for the wrapped model itself; another module's state is copied in place (strict)."""
         if model is self.model:
             return
         with torch.no_grad():
@@ -165,10 +155,10 @@ class HFEngine(RolloutEngine):
             model.train(was_training)
 
 
-def _dtype(name: str | None, option: str) -> torch.dtype | None:
+def _dtype(name: str | None) -> torch.dtype | None:
     if name is None:
         return None
     allowed = {"bfloat16": torch.bfloat16, "float16": torch.float16}
     if name not in allowed:
-        raise ValueError(f"HFEngine: {option} must be one of {sorted(allowed)} or None, got {name!r}")
+        raise ValueError(f"HFEngine: autocast_dtype must be one of {sorted(allowed)} or None, got {name!r}")
     return allowed[name]

@@ -357,11 +357,8 @@ class Trainer:
     def _make_engine(self):
         """The rollout engine (after the model and optimizer exist)."""
         c, r = self.cfg, self.cfg.rollout
-        # bf16 compute on a CPU: the HF engine decodes from a bf16 copy (faster than autocast there)
-        copy_dtype = self.spec.compute_dtype if str(self.device).startswith("cpu") else None
         return make_engine(r.engine, model=self.model, model_path=c.model.path, tokenizer=self.tok,
                            max_batch_size=r.max_batch_size, autocast_dtype=self.spec.compute_dtype,
-                           weights_dtype=copy_dtype,
                            enforce_eager=r.vllm_enforce_eager, gpu_memory_utilization=r.vllm_gpu_memory_utilization,
                            tensor_parallel_size=r.vllm_tensor_parallel_size,
                            max_model_len=c.data.max_prompt_tokens + c.data.max_response_tokens)
