@@ -25,7 +25,7 @@ rule evaluate_base:
         **res("eval"),
     params:
         luffy=LUFFY,
-        model=BASE_DIR,
+        model=base_model_dir,
         out=lambda wildcards, output: Path(output[0]).parent,
         args=eval_args,
     shell:

@@ -79,6 +79,12 @@ def warmup_sets(wildcards, input):
     return run_sets(WARMUP.get("seed", 0), PRETRAINED_DIR, input, WARMUP.get("set", []))
 
 
+def base_model_dir(wildcards, input):
+    """The base model's folder from its marker file: the warm-up run's model/, else the marker's folder."""
+    folder = Path(input.model).parent
+    return folder / "model" if WARMUP else folder
+
+
 def run_sets(seed, model, input, extra):
     sets = [
         f"train.seed={seed}",

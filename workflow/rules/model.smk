@@ -91,7 +91,7 @@ if WARMUP:
             **res("train"),
         params:
             luffy=LUFFY,
-            out=WARM_DIR,
+            out=lambda wildcards, output: Path(output[0]).parent,
             sets=warmup_sets,
         shell:
             "logged {log} env OMP_NUM_THREADS={threads} {params.luffy} train --config {input.config}"
