@@ -109,16 +109,22 @@ def _check_experiment_files(config: dict[str, Any], experiments: dict[str, dict]
     if not folder.is_dir():
         raise ConfigError(f"{folder}: folder not found (run the workflow from the repository root)")
     for name, spec in experiments.items():
-        path = folder / f"{name}.yaml"
-        if not path.is_file():
-            there = sorted(p.stem for p in folder.glob("*.yaml"))
-            raise ConfigError(f"experiments.{name}: no experiment file {path} (files there: {there})")
-        overrides = [*(config.get("train_overrides") or []), *(spec.get("set") or [])]
-        try:
-            load_run_config(path, overrides)
-        except ConfigError as e:
-            where = " (with train_overrides and the experiment's set applied)" if overrides else ""
-            raise ConfigError(f"experiments.{name}: {e}{where}") from None
+        _check_experiment(config, folder, name, spec.get("set"), f"experiments.{name}", f"experiments.{name}")
+
+
+def _check_experiment(config: dict[str, Any], folder: Path, name: str, extra: list[str] | None,
+                      file_key: str, key: str) -> None:
+    """``folder/<name>.yaml`` exists and loads as a run config with train_overrides and ``extra`` applied."""
+    path = folder / f"{name}.yaml"
+    if not path.is_file():
+        there = sorted(p.stem for p in folder.glob("*.yaml"))
+        raise ConfigError(f"{file_key}: no experiment file {path} (files there: {there})")
+    overrides = [*(config.get("train_overrides") or []), *(extra or [])]
+    try:
+        load_run_config(path, overrides)
+    except ConfigError as e:
+        where = " (with train_overrides and the experiment's set applied)" if overrides else ""
+        raise ConfigError(f"{key}: {e}{where}") from None
 
 
 def _check_base_model(config: dict[str, Any], root: Path) -> None:
@@ -129,13 +135,9 @@ def _check_base_model(config: dict[str, Any], root: Path) -> None:
             raise ConfigError(f"base_model.path '{base['path']}': incomplete model folder: {missing}")
     warmup = base.get("warmup")
     if warmup:
-        path = root / "config" / "experiments" / str(config.get("scale")) / f"{warmup.get('experiment')}.yaml"
-        if not path.is_file():
-            raise ConfigError(f"base_model.warmup.experiment: no experiment file {path}")
-        try:
-            load_run_config(path, [*(config.get("train_overrides") or []), *(warmup.get("set") or [])])
-        except ConfigError as e:
-            raise ConfigError(f"base_model.warmup: {e}") from None
+        folder = root / "config" / "experiments" / str(config.get("scale"))
+        _check_experiment(config, folder, str(warmup.get("experiment")), warmup.get("set"),
+                          "base_model.warmup.experiment", "base_model.warmup")
     template = base.get("chat_template")
     if template and template not in CHAT_TEMPLATES:
         raise ConfigError(f"base_model.chat_template: unknown template '{template}' "

@@ -189,6 +189,13 @@ CONDA_ENV = {"cpu": "../../envs/luffy.yaml", "gpu": "../../envs/luffy-gpu.yaml"}
     config["software_env"]
 ]
 NODES = RES["train"].get("nodes", 1)  # > 1: every train job runs on a Ray cluster
+# The command of every training job (runs and the base model's warm-up); multi-node jobs start a
+# Ray cluster across their allocation first.
+TRAIN_LAUNCHER = "bash scripts/ray-slurm.sh " if NODES > 1 else ""
+TRAIN_SHELL = (
+    "logged {log} env OMP_NUM_THREADS={threads} {params.launcher}{params.luffy} train"
+    " --config {input.config} --out {params.out} {params.sets} --no-progress"
+)
 # A run's checkpoints (label -> folder in the run; luffy train writes both), all evaluated; the
 # tables, figures and claims show the one of report.checkpoint (the paper's: best_val).
 CHECKPOINTS = {"final": "model", "best_val": "best_val"}

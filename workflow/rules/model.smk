@@ -93,6 +93,6 @@ if WARMUP:
             luffy=LUFFY,
             out=lambda wildcards, output: Path(output[0]).parent,
             sets=warmup_sets,
+            launcher=TRAIN_LAUNCHER,
         shell:
-            "logged {log} env OMP_NUM_THREADS={threads} {params.luffy} train --config {input.config}"
-            " --out {params.out} {params.sets} --no-progress"
+            TRAIN_SHELL

@@ -30,8 +30,6 @@ rule train:
         luffy=LUFFY,
         out=lambda wildcards, output: Path(output[0]).parent,
         sets=train_sets,
-        # multi-node jobs start a Ray cluster across their allocation first
-        launcher="bash scripts/ray-slurm.sh " if NODES > 1 else "",
+        launcher=TRAIN_LAUNCHER,
     shell:
-        "logged {log} env OMP_NUM_THREADS={threads} {params.launcher}{params.luffy} train --config {input.config}"
-        " --out {params.out} {params.sets} --no-progress"
+        TRAIN_SHELL
