@@ -42,6 +42,13 @@ if isinstance(config.get("seeds"), list):
         int(s) if isinstance(s, str) and s.isdigit() else s for s in config["seeds"]
     ]
 
+# `base_model.warmup: null` (an overlay dropping an inherited warm-up) is the same as no warm-up
+if (
+    isinstance(config.get("base_model"), dict)
+    and config["base_model"].get("warmup", 0) is None
+):
+    del config["base_model"]["warmup"]
+
 try:
     validate(config, schema=str(SCHEMA))  # also sets the schema's defaults
 except Exception as e:
