@@ -45,19 +45,19 @@ def test_tiny_default_dry_run_lists_the_whole_grid(tmp_path):
     r, _ = dry(tmp_path, "all")
     assert r.returncode == 0, r.stderr + r.stdout
     counts = job_counts(r.stdout)
-    # 13 experiments x 1 seed; both checkpoints of every run and the base model evaluated; 3 tables;
-    # 7 figures; the claims
-    assert counts["train"] == 13 and counts["evaluate"] == 26 and counts["evaluate_base"] == 1
+    # 9 experiments of Tables 1 and 4 x 3 seeds and the 4 other gammas x 1 seed; both checkpoints of
+    # every run and the warmed base model evaluated; 3 tables; 7 figures; the claims
+    assert counts["train"] == 9 * 3 + 4 and counts["evaluate"] == 62 and counts["evaluate_base"] == 1
     assert counts["table"] == 3 and counts["figure"] == 7 and counts["claims"] == 1
-    assert counts["make_task"] == 1 and counts["build_base_model"] == 1
+    assert counts["make_task"] == 1 and counts["build_base_model"] == 1 and counts["warm_up_base_model"] == 1
 
 
 def test_smoke_dry_run_has_every_rule_type(tmp_path):
     r, out = dry(tmp_path, "all", "--configfile=config/smoke.yaml")
     assert r.returncode == 0, r.stderr + r.stdout
     counts = job_counts(r.stdout)
-    for rule in ("section_config", "make_task", "build_base_model", "train", "evaluate", "evaluate_base", "table",
-                 "figure", "claims", "all"):
+    for rule in ("section_config", "make_task", "build_base_model", "warm_up_base_model", "train", "evaluate",
+                 "evaluate_base", "table", "figure", "claims", "all"):
         assert counts.get(rule, 0) >= 1, f"smoke DAG lacks rule {rule}"
     assert f"{out}/runs/sft_rl-s0/summary.json" in r.stdout
 
@@ -134,15 +134,15 @@ def test_warmup_makes_the_warmed_model_every_methods_start_and_the_base_row(tmp_
     r, out = dry(tmp_path, "all", "-p", f"--configfile={warm}")
     assert r.returncode == 0, r.stderr + r.stdout
     counts = job_counts(r.stdout)
-    assert counts["warm_up_base_model"] == 1 and counts["build_base_model"] == 1 and counts["train"] == 13
+    assert counts["warm_up_base_model"] == 1 and counts["build_base_model"] == 1 and counts["train"] == 31
     cmds = shell_commands(r.stdout)
     (warmup,) = [c for c in cmds if f"--out {out}/models/warm " in c]
     assert "luffy train --config config/experiments/tiny/sft.yaml" in warmup
     for s in ("train.seed=3", f"model.path={out}/models/base", "train.epochs=2", "optim.lr=6e-4"):
         assert f"--set {s} " in warmup
     trains = [c for c in cmds if "luffy train" in c and c is not warmup]
-    starts = [c for c in trains if "sft_rl-s0" not in c]  # sft_rl starts from the sft run
-    assert len(starts) == 12 and all(f"--set model.path={out}/models/warm/model " in c for c in starts)
+    starts = [c for c in trains if "/runs/sft_rl-s" not in c]  # sft_rl starts from the sft run
+    assert len(starts) == 28 and all(f"--set model.path={out}/models/warm/model " in c for c in starts)
     (base,) = [c for c in cmds if "luffy evaluate" in c and "--checkpoint-label base" in c]
     assert f"--model {out}/models/warm/model --out {out}/eval/base " in base
 
@@ -153,7 +153,8 @@ def test_an_experiments_own_seeds_replace_the_top_level_seeds(tmp_path):
     r, out = dry(tmp_path, "all", "-p", f"--configfile={cfg}")
     assert r.returncode == 0, r.stderr + r.stdout
     counts = job_counts(r.stdout)
-    assert counts["train"] == 12 * 3 + 1 and counts["evaluate"] == 2 * counts["train"]
+    # the other gammas keep the default study's one seed
+    assert counts["train"] == 9 * 3 + 3 + 1 and counts["evaluate"] == 2 * counts["train"]
     trains = [c for c in shell_commands(r.stdout) if "luffy train" in c]
     assert [c for c in trains if "/runs/gamma_0.2-s" in c] == [c for c in trains if "/runs/gamma_0.2-s5 " in c]
     assert len([c for c in trains if "/runs/gamma_0.2-s5 " in c]) == 1
