@@ -197,6 +197,8 @@ def test_cli_writes_json_and_reports_bad_input(tmp_path):
     assert rec["benchmark"] == "dag" and rec["results"]["wall_s"] == 121.0
     r = _cli("all", "--small", "--out", str(tmp_path / "x.json"))
     assert r.returncode == 2 and "takes a folder" in r.stderr
+    r = _cli("dag", "--log", str(tmp_path / "run.snakemake.log"), "--out", str(tmp_path))  # a folder, not a file
+    assert r.returncode == 2 and "give a JSON file path" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_threads_option_is_applied():

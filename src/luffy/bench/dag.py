@@ -80,7 +80,7 @@ def newest_run_log(folder: str | Path = ".snakemake/log") -> Path:
 
 
 def run(small: bool = False, *, log: str | None = None, log_dir: str = ".snakemake/log",
-        target_min: float = 15.0) -> dict[str, Any]:
+        target_min: float = 60.0) -> dict[str, Any]:
     path = Path(log) if log else newest_run_log(log_dir)
     if not path.is_file():
         raise BenchError(f"{path}: no such Snakemake log")

@@ -37,6 +37,9 @@ def cmd_bench(a: argparse.Namespace) -> int:
     if out is not None and a.which == "all" and out.suffix == ".json":
         print("luffy: error: bench all --out takes a folder (one <name>.json per benchmark)", file=sys.stderr)
         return 2
+    if out is not None and a.which != "all" and out.is_dir():
+        print(f"luffy: error: bench {a.which} --out {out}: a folder; give a JSON file path", file=sys.stderr)
+        return 2
     records = {}
     for name in names:
         try:
