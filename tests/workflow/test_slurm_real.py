@@ -7,9 +7,9 @@ and apt-get; CI runs as root on Debian, so there it runs.
 
 1. `snakemake --profile slurm --configfile config/smoke.yaml` builds a smaller target than `all` that
    still runs every rule type: `table1` (with table1 = [luffy]) and the training figure (with
-   training = [luffy]). Slurm runs make_task, build_base_model, train (luffy-s0), evaluate_base and
-   evaluate (luffy-s0's final model and best_val checkpoint); section_config, table and figure are
-   local rules. Checked: each of those six jobs was
+   training = [luffy]). Slurm runs make_task, build_base_model, warm_up_base_model, train (luffy-s0),
+   evaluate_base and evaluate (luffy-s0's final model and best_val checkpoint); section_config, table
+   and figure are local rules. Checked: each of those seven jobs was
    submitted (the plugin's line with the Slurm job id and its log), ran as a Slurm job that Slurm
    records as COMPLETED with exit code 0 and the rule as comment, Snakemake saw it finish through
    squeue polling and went on, and the targets exist.
@@ -42,7 +42,8 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 SLURM_LOCAL = ROOT / "scripts" / "slurm-local.sh"
 LAUNCHER = ROOT / "scripts" / "ray-slurm.sh"
-SLURM_RULES = {"make_task": 1, "build_base_model": 1, "train": 1, "evaluate_base": 1, "evaluate": 2}
+SLURM_RULES = {"make_task": 1, "build_base_model": 1, "warm_up_base_model": 1, "train": 1, "evaluate_base": 1,
+               "evaluate": 2}
 SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.")
 RUN_ID = re.compile(r"SLURM run ID: (\S+)")
 
