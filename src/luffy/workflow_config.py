@@ -138,6 +138,9 @@ def _check_base_model(config: dict[str, Any], root: Path) -> None:
         folder = root / "config" / "experiments" / str(config.get("scale"))
         _check_experiment(config, folder, str(warmup.get("experiment")), warmup.get("set"),
                           "base_model.warmup.experiment", "base_model.warmup")
+        if warmup.get("train_split") == "warmup" and config.get("scale") != "tiny":
+            raise ConfigError("base_model.warmup.train_split: 'warmup' is a split of the tiny task; "
+                              f"scale {config.get('scale')!r} has none")
     template = base.get("chat_template")
     if template and template not in CHAT_TEMPLATES:
         raise ConfigError(f"base_model.chat_template: unknown template '{template}' "

@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from luffy.data import TaskConfig, generate_task, load_rows, write_task
-from luffy.data.synthetic import SplitSpec, solve, teacher_trace
+from luffy.data.synthetic import SplitSpec, solve, teacher_trace, warmup_split
 
 SMALL = TaskConfig(seed=3, n_train=300, n_train_rl=100, n_test_id=100, n_test_ood=100)
 STEP = re.compile(r"^(\d+)([+*-])(\d+)=(-?\d+)$")
@@ -112,13 +112,41 @@ def test_three_step_traces_are_short(task):
 def test_write_task_files_and_manifest(tmp_path, task):
     info = write_task(tmp_path / "t", SMALL)
     files = sorted(p.name for p in (tmp_path / "t").iterdir())
-    assert files == ["task.json", "test_id.jsonl", "test_ood.jsonl", "train.jsonl", "train_rl.jsonl"]
+    assert files == ["task.json", "test_id.jsonl", "test_ood.jsonl", "train.jsonl", "train_rl.jsonl", "warmup.jsonl"]
     assert json.loads((tmp_path / "t" / "task.json").read_text()) == info
-    assert info["counts"] == {"train": 300, "train_rl": 100, "test_id": 100, "test_ood": 100}
+    assert info["counts"] == {"train": 300, "train_rl": 100, "test_id": 100, "test_ood": 100, "warmup": 300}
     assert TaskConfig(**info["config"]) == SMALL
     assert load_rows(tmp_path / "t" / "train.jsonl") == task["train"]
     again = write_task(tmp_path / "u", SMALL)
     assert again["sha256"] == info["sha256"]  # byte-identical output
+
+
+def test_warmup_split_keeps_every_kth_trace_and_answers_directly_elsewhere(tmp_path, task):
+    same = warmup_split(task["train"], SMALL)  # warmup_trace_every = 1: a copy of train
+    assert [(r.id, r.prompt, r.answer, r.traces) for r in same] == [
+        (r.id, r.prompt, r.answer, r.traces) for r in task["train"]
+    ]
+    assert {r.split for r in same} == {"warmup"}
+    cfg = SMALL.model_copy(update={"warmup_trace_every": 3})
+    rows = warmup_split(task["train"], cfg)
+    for i, (w, t) in enumerate(zip(rows, task["train"], strict=True)):
+        assert (w.id, w.prompt, w.answer) == (t.id, t.prompt, t.answer)
+        if i % 3 == 0:
+            assert w.traces == t.traces
+        else:
+            assert [(x.text, x.teacher) for x in w.traces] == [
+                (f"<think>\n</think>\nThe answer is \\boxed{{{t.answer}}}.", "direct")
+            ]
+    fixed = TaskConfig(fixed_width=20, warmup_trace_every=2, n_train=4, n_train_rl=1, n_test_id=1, n_test_ood=1,
+                       train=SplitSpec(min_ops=2, max_ops=2, max_operand=9, max_value=30, left_to_right=True),
+                       ood=SplitSpec(min_ops=4, max_ops=4, max_operand=9, max_value=30, left_to_right=True))
+    train = generate_task(fixed)["train"]
+    direct = warmup_split(train, fixed)[1].traces[0].text
+    assert direct == f"<think>\n</think>\nThe answer is \\boxed{{{int(train[1].answer):02d}}}."
+    info = write_task(tmp_path / "w", cfg)
+    assert load_rows(tmp_path / "w" / "warmup.jsonl") == rows and info["counts"]["warmup"] == 300
+    with pytest.raises(ValidationError, match="warmup_trace_every"):
+        TaskConfig(warmup_trace_every=0)
 
 
 def test_config_rejects_unknown_keys_and_easy_ood():

@@ -150,3 +150,14 @@ def test_the_command_reads_the_workflow_config_from_stdin_and_exits_2():
     assert bad.returncode == 2
     assert bad.stderr.startswith("luffy: error: figures.training: unknown experiment 'luffyy'")
     assert bad.stderr.count("\n") == 1
+
+
+def test_the_warmup_split_exists_at_tiny_scale_only(capsys, tmp_path):
+    warm = {"base_model": {"warmup": {"experiment": "sft", "train_split": "warmup"}}}
+    rc, out, err = check(capsys, "--root", str(ROOT), BASE, overlay(tmp_path, warm))
+    assert rc == 0 and out.startswith("config ok: scale tiny"), err
+    paper = [BASE, str(ROOT / "config/paper.yaml"), overlay(tmp_path, warm)]
+    rc, out, err = check(capsys, "--root", str(ROOT), "--data", "warn", *paper)
+    assert rc == 2 and out == ""
+    assert err.splitlines()[-1] == ("luffy: error: base_model.warmup.train_split: 'warmup' is a split of the "
+                                    "tiny task; scale 'paper' has none")

@@ -222,6 +222,7 @@ DATA_FILES = {
         "val": "test_id.jsonl",
         "test_id": "test_id.jsonl",
         "test_ood": "test_ood.jsonl",
+        "warmup": "warmup.jsonl",
         "info": "task.json",
     },
     "paper": {

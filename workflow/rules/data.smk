@@ -24,7 +24,8 @@ rule section_config:
 if SCALE == "tiny":
 
     rule make_task:
-        """The tiny task: train, held-out train_rl, test_id and out-of-distribution test_ood."""
+        """The tiny task: train, held-out train_rl, test_id, out-of-distribution test_ood and the
+        warm-up's copy of train (task.warmup_trace_every)."""
         input:
             f"{R}/config/task.yaml",
         output:
@@ -32,6 +33,7 @@ if SCALE == "tiny":
             train_rl=data_file("train_rl"),
             test_id=data_file("test_id"),
             test_ood=data_file("test_ood"),
+            warmup=data_file("warmup"),
             info=data_file("info"),
         log:
             f"{R}/logs/make_task.log",

@@ -15,12 +15,17 @@ the search that motivated it is in docs/miniature.md).
 Splits (disjoint by problem text): ``train`` and ``train_rl`` (the held-out RL prompts of the
 SFT+RL baseline, method §2) carry one trace each; ``test_id`` is drawn from the training
 distribution; ``test_ood`` needs more steps or larger numbers than training ever shows (the
-config validator enforces it). Each split has its own RNG stream derived from ``seed``, so the
+config validator enforces it). ``warmup`` holds the ``train`` prompts again, for the study's
+warm-up of the base model: with ``warmup_trace_every = k`` only every k-th row keeps its teacher
+trace and the others answer directly (``<think>\n</think>\nThe answer is \boxed{..}.``), which
+gives a base whose step-by-step mode is strong but rare (docs/miniature-step-size.md, "A base
+with two modes"); ``k = 1`` makes it a copy of ``train``. Each split has its own RNG stream derived from ``seed``, so the
 output is identical across runs and machines for a given Python version.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import random
@@ -34,7 +39,9 @@ from luffy.data.loaders import write_rows
 from luffy.data.schema import Trace, TrainRow
 
 SPLITS = ("train", "train_rl", "test_id", "test_ood")
+WARMUP_SPLIT = "warmup"  # derived from train (see the module docstring), written after SPLITS
 TEACHER = "arith-teacher"
+DIRECT_TEACHER = "direct"  # the warm-up split's direct answers
 _OPS = "+-*"
 FILLER = "_"  # pads fixed-width expressions and state lines (``fixed_width > 0``)
 NUMBER_DIGITS = 2  # every number of a fixed-width task is written with exactly this many digits
@@ -97,6 +104,12 @@ class TaskConfig(BaseModel):
         description="distribution of test_ood",
     )
     test_traces: bool = Field(False, description="also attach teacher traces to the test splits")
+    warmup_trace_every: int = Field(
+        1,
+        ge=1,
+        description="the warmup split: row i of train keeps its teacher trace when i % k == 0 and "
+        "answers directly (no steps) otherwise; 1 = a copy of train",
+    )
     trace_format: TraceFormat = Field(
         "steps",
         description="steps: one 'a op b=r' line per step; restate_fixed: the fixed-offset layout of "
@@ -278,9 +291,10 @@ def generate_task(cfg: TaskConfig) -> dict[str, list[TrainRow]]:
 
 
 def write_task(out_dir: str | Path, cfg: TaskConfig) -> dict[str, Any]:
-    """Write ``<split>.jsonl`` for every split plus ``task.json`` (config, counts, sha256s)."""
+    """Write ``<split>.jsonl`` for every split (and ``warmup.jsonl``) plus ``task.json`` (config, counts, sha256s)."""
     out_dir = Path(out_dir)
     splits = generate_task(cfg)
+    splits[WARMUP_SPLIT] = warmup_split(splits["train"], cfg)
     files = {split: write_rows(rows, out_dir / f"{split}.jsonl") for split, rows in splits.items()}
     info = {
         "config": cfg.model_dump(mode="json"),
@@ -320,6 +334,22 @@ def _row(p: Problem, split: str, i: int, with_trace: bool, cfg: TaskConfig) -> T
         traces=[Trace(text=trace, teacher=TEACHER)] if with_trace else [],
         split=split,
     )
+
+
+def direct_response(answer: str, fixed: bool = False) -> str:
+    """The warm-up split's direct answer: an empty think block, then the boxed answer."""
+    return "<think>\n" + answer_text(int(answer), fixed)
+
+
+def warmup_split(train: list[TrainRow], cfg: TaskConfig) -> list[TrainRow]:
+    """The warmup split: row i of ``train`` keeps its trace when ``i % cfg.warmup_trace_every == 0``,
+    else its trace is replaced by :func:`direct_response`."""
+    out = []
+    for i, row in enumerate(train):
+        keep = i % cfg.warmup_trace_every == 0
+        direct = Trace(text=direct_response(row.answer, cfg.fixed_width > 0), teacher=DIRECT_TEACHER)
+        out.append(dataclasses.replace(row, traces=row.traces if keep else [direct], split=WARMUP_SPLIT))
+    return out
 
 
 def _is_left_to_right(ops: list[str]) -> bool:
