@@ -19,8 +19,9 @@ config validator enforces it). ``warmup`` holds the ``train`` prompts again, for
 warm-up of the base model: with ``warmup_trace_every = k`` only every k-th row keeps its teacher
 trace and the others answer directly (``<think>\n</think>\nThe answer is \boxed{..}.``), which
 gives a base whose step-by-step mode is strong but rare (docs/miniature-step-size.md, "A base
-with two modes"); ``k = 1`` makes it a copy of ``train``. Each split has its own RNG stream derived from ``seed``, so the
-output is identical across runs and machines for a given Python version.
+with two modes"); ``k = 1`` makes it a copy of ``train``. Each split has its own RNG stream
+derived from ``seed``, so the output is identical across runs and machines for a given Python
+version.
 """
 
 from __future__ import annotations
@@ -291,7 +292,8 @@ def generate_task(cfg: TaskConfig) -> dict[str, list[TrainRow]]:
 
 
 def write_task(out_dir: str | Path, cfg: TaskConfig) -> dict[str, Any]:
-    """Write ``<split>.jsonl`` for every split (and ``warmup.jsonl``) plus ``task.json`` (config, counts, sha256s)."""
+    """Write ``<split>.jsonl`` for every split and ``warmup.jsonl``, plus ``task.json`` (config,
+    counts, sha256s)."""
     out_dir = Path(out_dir)
     splits = generate_task(cfg)
     splits[WARMUP_SPLIT] = warmup_split(splits["train"], cfg)
