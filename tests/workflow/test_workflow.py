@@ -127,6 +127,15 @@ def test_both_checkpoints_are_evaluated_and_best_val_reuses_final(tmp_path):
     assert f"--out {out}/eval/base " in base and "--checkpoint-label base" in base
 
 
+def test_the_default_warmup_trains_on_the_tasks_warmup_split(tmp_path):
+    r, out = dry(tmp_path, "all", "-p")
+    assert r.returncode == 0, r.stderr + r.stdout
+    (warmup,) = [c for c in shell_commands(r.stdout) if f"--out {out}/models/warm " in c]
+    assert f"--set data.train={out}/data/warmup.jsonl " in warmup
+    (make_task,) = [c for c in shell_commands(r.stdout) if "luffy make-task" in c]
+    assert f"--out {out}/data" in make_task
+
+
 def test_warmup_makes_the_warmed_model_every_methods_start_and_the_base_row(tmp_path):
     warm = tmp_path / "warm.yaml"
     warm.write_text(yaml.safe_dump({"base_model": {"source": "build", "warmup": {
