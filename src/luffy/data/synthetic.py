@@ -346,12 +346,16 @@ def direct_response(answer: str, fixed: bool = False) -> str:
 def warmup_split(train: list[TrainRow], cfg: TaskConfig) -> list[TrainRow]:
     """The warmup split: row i of ``train`` keeps its trace when ``i % cfg.warmup_trace_every == 0``,
     else its trace is replaced by :func:`direct_response`."""
-    out = []
-    for i, row in enumerate(train):
-        keep = i % cfg.warmup_trace_every == 0
-        direct = Trace(text=direct_response(row.answer, cfg.fixed_width > 0), teacher=DIRECT_TEACHER)
-        out.append(dataclasses.replace(row, traces=row.traces if keep else [direct], split=WARMUP_SPLIT))
-    return out
+    fixed = cfg.fixed_width > 0
+    return [
+        dataclasses.replace(
+            row,
+            split=WARMUP_SPLIT,
+            traces=row.traces if i % cfg.warmup_trace_every == 0
+            else [Trace(text=direct_response(row.answer, fixed), teacher=DIRECT_TEACHER)],
+        )
+        for i, row in enumerate(train)
+    ]
 
 
 def _is_left_to_right(ops: list[str]) -> bool:
