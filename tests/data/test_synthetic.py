@@ -149,6 +149,27 @@ def test_warmup_split_keeps_every_kth_trace_and_answers_directly_elsewhere(tmp_p
         TaskConfig(warmup_trace_every=0)
 
 
+def test_warmup_split_guesses_and_cued_copies(task):
+    cfg = SMALL.model_copy(update={"warmup_trace_every": 4, "warmup_direct": "guess", "warmup_cue": "Steps: "})
+    rows = warmup_split(task["train"], cfg)
+    train = task["train"]
+    assert len(rows) == 2 * len(train)
+    cued, plain = rows[0::2], rows[1::2]
+    for c, p, t in zip(cued, plain, train, strict=True):
+        assert (c.id, c.prompt[-1]["content"], c.traces) == (f"{t.id}-cued", "Steps: " + t.question, t.traces)
+        assert (p.id, p.prompt, p.answer) == (t.id, t.prompt, t.answer)
+    guessed = [int(re.search(r"boxed\{(\d+)\}", p.traces[0].text).group(1))
+               for i, p in enumerate(plain) if i % 4]
+    assert all(p.traces == t.traces for p, t in zip(plain[::4], train[::4], strict=True))
+    # a guess is another row's answer: the answers' distribution is kept, the rows are not
+    own = [int(t.answer) for i, t in enumerate(train) if i % 4]
+    assert sum(g == o for g, o in zip(guessed, own, strict=True)) < 0.3 * len(own)
+    assert set(guessed) <= {int(t.answer) for t in train}
+    assert warmup_split(train, cfg) == rows  # seeded
+    with pytest.raises(ValidationError, match="warmup_direct"):
+        TaskConfig(warmup_direct="random")
+
+
 def test_config_rejects_unknown_keys_and_easy_ood():
     with pytest.raises(ValidationError, match="extra"):
         TaskConfig(n_trian=5)

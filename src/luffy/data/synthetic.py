@@ -19,7 +19,10 @@ config validator enforces it). ``warmup`` holds the ``train`` prompts again, for
 warm-up of the base model: with ``warmup_trace_every = k`` only every k-th row keeps its teacher
 trace and the others answer directly (``<think>\n</think>\nThe answer is \boxed{..}.``), which
 gives a base whose step-by-step mode is strong but rare (docs/miniature-step-size.md, "A base
-with two modes"); ``k = 1`` makes it a copy of ``train``. Each split has its own RNG stream
+with two modes"); ``k = 1`` makes it a copy of ``train``. ``warmup_direct: guess`` makes the
+direct answers guesses (another row's answer), and ``warmup_cue`` adds every train prompt once
+more, behind a cue, with its trace: the base then solves step by step when cued and only rarely
+unprompted (docs/miniature-default-study.md). Each split has its own RNG stream
 derived from ``seed``, so the output is identical across runs and machines for a given Python
 version.
 """
@@ -110,6 +113,17 @@ class TaskConfig(BaseModel):
         ge=1,
         description="the warmup split: row i of train keeps its teacher trace when i % k == 0 and "
         "answers directly (no steps) otherwise; 1 = a copy of train",
+    )
+    warmup_direct: Literal["answer", "guess"] = Field(
+        "answer",
+        description="the warmup split's direct answers: answer = the row's own answer; guess = the "
+        "answer of another train row (a seeded shuffle), so answering directly is a guess from the "
+        "answers' distribution",
+    )
+    warmup_cue: str = Field(
+        "",
+        description="non-empty: the warmup split also holds every train prompt again, its text prefixed "
+        "by this cue, with its teacher trace (a base that solves step by step when cued)",
     )
     trace_format: TraceFormat = Field(
         "steps",
@@ -345,17 +359,25 @@ def direct_response(answer: str, fixed: bool = False) -> str:
 
 def warmup_split(train: list[TrainRow], cfg: TaskConfig) -> list[TrainRow]:
     """The warmup split: row i of ``train`` keeps its trace when ``i % cfg.warmup_trace_every == 0``,
-    else its trace is replaced by :func:`direct_response`."""
+    else its trace is replaced by :func:`direct_response` of its answer (``warmup_direct: answer``)
+    or of the answer of row ``perm[i]`` of a seeded shuffle (``guess``). With ``warmup_cue``, each
+    row is preceded by its cued copy: id ``<id>-cued``, prompt ``cue + text``, the teacher trace."""
     fixed = cfg.fixed_width > 0
-    return [
-        dataclasses.replace(
-            row,
-            split=WARMUP_SPLIT,
-            traces=row.traces if i % cfg.warmup_trace_every == 0
-            else [Trace(text=direct_response(row.answer, fixed), teacher=DIRECT_TEACHER)],
-        )
-        for i, row in enumerate(train)
-    ]
+    if cfg.warmup_direct == "guess":
+        perm = list(range(len(train)))
+        random.Random(f"luffy-tiny-task:{cfg.seed}:{WARMUP_SPLIT}-guess").shuffle(perm)
+    out = []
+    for i, row in enumerate(train):
+        if cfg.warmup_cue:
+            prompt = [{**m, "content": cfg.warmup_cue + m["content"]} if m["role"] == "user" else dict(m)
+                      for m in row.prompt]
+            out.append(dataclasses.replace(row, id=f"{row.id}-cued", prompt=prompt, split=WARMUP_SPLIT))
+        traces = row.traces
+        if i % cfg.warmup_trace_every:
+            answer = train[perm[i]].answer if cfg.warmup_direct == "guess" else row.answer
+            traces = [Trace(text=direct_response(answer, fixed), teacher=DIRECT_TEACHER)]
+        out.append(dataclasses.replace(row, split=WARMUP_SPLIT, traces=traces))
+    return out
 
 
 def _is_left_to_right(ops: list[str]) -> bool:
