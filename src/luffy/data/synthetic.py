@@ -22,7 +22,8 @@ gives a base whose step-by-step mode is strong but rare (docs/miniature-step-siz
 with two modes"); ``k = 1`` makes it a copy of ``train``. ``warmup_direct: guess`` makes the
 direct answers guesses (another row's answer), and ``warmup_cue`` adds every train prompt once
 more, behind a cue, with its trace: the base then solves step by step when cued and only rarely
-unprompted (docs/miniature-default-study.md). Each split has its own RNG stream
+unprompted (docs/miniature-step-size.md, "A base that guesses, and a base that reasons when
+cued"). Each split has its own RNG stream
 derived from ``seed``, so the output is identical across runs and machines for a given Python
 version.
 """
