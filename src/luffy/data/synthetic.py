@@ -23,9 +23,8 @@ with two modes"); ``k = 1`` makes it a copy of ``train``. ``warmup_direct: guess
 direct answers guesses (another row's answer), and ``warmup_cue`` adds every train prompt once
 more, behind a cue, with its trace: the base then solves step by step when cued and only rarely
 unprompted (docs/miniature-step-size.md, "A base that guesses, and a base that reasons when
-cued"). Each split has its own RNG stream
-derived from ``seed``, so the output is identical across runs and machines for a given Python
-version.
+cued"). Each split has its own RNG stream derived from ``seed``, so the output is identical
+across runs and machines for a given Python version.
 """
 
 from __future__ import annotations
