@@ -360,12 +360,12 @@ def direct_response(answer: str, fixed: bool = False) -> str:
 def warmup_split(train: list[TrainRow], cfg: TaskConfig) -> list[TrainRow]:
     """The warmup split: row i of ``train`` keeps its trace when ``i % cfg.warmup_trace_every == 0``,
     else its trace is replaced by :func:`direct_response` of its answer (``warmup_direct: answer``)
-    or of the answer of row ``perm[i]`` of a seeded shuffle (``guess``). With ``warmup_cue``, each
+    or of the answer of row ``donor[i]`` of a seeded shuffle (``guess``). With ``warmup_cue``, each
     row is preceded by its cued copy: id ``<id>-cued``, prompt ``cue + text``, the teacher trace."""
     fixed = cfg.fixed_width > 0
+    donor = list(range(len(train)))  # whose answer row i's direct answer gives
     if cfg.warmup_direct == "guess":
-        perm = list(range(len(train)))
-        random.Random(f"luffy-tiny-task:{cfg.seed}:{WARMUP_SPLIT}-guess").shuffle(perm)
+        random.Random(f"luffy-tiny-task:{cfg.seed}:{WARMUP_SPLIT}-guess").shuffle(donor)
     out = []
     for i, row in enumerate(train):
         if cfg.warmup_cue:
@@ -374,8 +374,7 @@ def warmup_split(train: list[TrainRow], cfg: TaskConfig) -> list[TrainRow]:
             out.append(dataclasses.replace(row, id=f"{row.id}-cued", prompt=prompt, split=WARMUP_SPLIT))
         traces = row.traces
         if i % cfg.warmup_trace_every:
-            answer = train[perm[i]].answer if cfg.warmup_direct == "guess" else row.answer
-            traces = [Trace(text=direct_response(answer, fixed), teacher=DIRECT_TEACHER)]
+            traces = [Trace(text=direct_response(train[donor[i]].answer, fixed), teacher=DIRECT_TEACHER)]
         out.append(dataclasses.replace(row, split=WARMUP_SPLIT, traces=traces))
     return out
 
