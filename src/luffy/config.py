@@ -76,7 +76,10 @@ class RolloutSection(_Strict):
     engine: Literal["hf", "vllm"] = "hf"
     temperature: float = Field(1.0, ge=0)
     top_p: float = Field(1.0, gt=0, le=1)
-    max_batch_size: int = Field(256, gt=0, description="HF engine: sequences per generate call")
+    max_batch_size: int = Field(256, gt=0, description="HF engine: sequences per batch")
+    hf_decode: Literal["compact", "generate"] = Field(
+        "compact", description="HF engine: compact = its own KV-cached loop, finished sequences leave the batch; "
+        "generate = transformers' model.generate (luffy.rollout.hf_engine)")
     vllm_enforce_eager: bool = True
     vllm_gpu_memory_utilization: float = Field(0.5, gt=0, le=1)
     vllm_tensor_parallel_size: int = Field(1, ge=1)

@@ -1,4 +1,6 @@
-"""HF ``generate`` engine: contract, EOS handling, seeding, greedy = manual argmax, weight sync."""
+"""HF engine, both decoders (``compact``, ``generate``): contract, EOS handling, seeding, greedy =
+manual argmax (also while sequences leave the compact batch at different steps), the compact
+decoder's sampling distribution (temperature, top-p), weight sync."""
 
 from __future__ import annotations
 
@@ -8,12 +10,12 @@ import pytest
 import torch
 
 from luffy.rollout import Generation, SamplingConfig, make_engine
-from luffy.rollout.hf_engine import HFEngine
+from luffy.rollout.hf_engine import HFEngine, compact_decode
 
 
-@pytest.fixture(scope="module")
-def engine(tiny):
-    return make_engine("hf", model=tiny.model, tokenizer=tiny.tokenizer, max_batch_size=64)
+@pytest.fixture(scope="module", params=["compact", "generate"])
+def engine(tiny, request):
+    return make_engine("hf", model=tiny.model, tokenizer=tiny.tokenizer, max_batch_size=64, decode=request.param)
 
 
 def manual_greedy(model, prompt: list[int], max_new: int, eos: int) -> list[int]:
@@ -72,12 +74,13 @@ def test_seeded_calls_are_reproducible_and_leave_global_rng_alone(engine, tiny):
     assert a != c
 
 
-def test_greedy_equals_manual_argmax_and_ignores_checkpoint_generation_config(tiny):
+@pytest.mark.parametrize("decode", ["compact", "generate"])
+def test_greedy_equals_manual_argmax_and_ignores_checkpoint_generation_config(tiny, decode):
     model = copy.deepcopy(tiny.model)
     # settings a checkpoint may carry; they would change greedy output if generate() inherited them
     model.generation_config.repetition_penalty = 5.0
     model.generation_config.no_repeat_ngram_size = 1
-    eng = HFEngine(model, tokenizer=tiny.tokenizer, max_batch_size=3)  # 4 prompts × 2 → 3 chunks
+    eng = HFEngine(model, tokenizer=tiny.tokenizer, max_batch_size=3, decode=decode)  # 4 prompts × 2 → 3 chunks
     prompts = tiny.prompts()
     out = eng.generate(prompts, 2, SamplingConfig(temperature=0.0, max_new_tokens=20))
     eos = tiny.tokenizer.eos_token_id
@@ -88,6 +91,93 @@ def test_greedy_equals_manual_argmax_and_ignores_checkpoint_generation_config(ti
     assert model.generation_config.repetition_penalty == 5.0  # restored after the call
     # the greedy outputs repeat tokens, so a repetition penalty / n-gram ban really would matter
     assert any(len(set(g.response_ids)) < len(g.response_ids) for group in out for g in group)
+
+
+def test_compact_logits_match_a_full_forward_while_sequences_leave_the_batch(tiny, monkeypatch):
+    """Sequences that sample EOS leave the compact batch (and the KV cache) at different steps: the
+    logits every remaining sequence is sampled from must still equal a full forward of its own
+    prompt + tokens so far (no padding, no cache), at every step."""
+    from luffy.rollout import hf_engine
+
+    seen = []                                                                  # logits float[b_live, V] per step
+    real = hf_engine._sample
+
+    def recording(logits, sampling, banned):
+        seen.append(logits.clone())
+        return real(logits, sampling, banned)
+
+    monkeypatch.setattr(hf_engine, "_sample", recording)
+    model = tiny.model
+    prompts = [p for p in tiny.prompts() for _ in range(6)]
+    ids, mask = _left_pad(prompts, tiny.tokenizer.pad_token_id)
+    eos = tiny.tokenizer.eos_token_id
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            torch.manual_seed(0)
+            got = compact_decode(model, ids, mask, SamplingConfig(max_new_tokens=40), eos)
+            stops = {len(seq) for seq in got if seq[-1] == eos}
+            assert len(stops) >= 3, stops                                      # rows left at >= 3 different steps
+            for t, logits in enumerate(seen):
+                live = [r for r, seq in enumerate(got) if len(seq) > t]      # the batch at step t, in row order
+                assert logits.shape[0] == len(live)
+                for j, r in enumerate(live):
+                    want = model(torch.tensor([prompts[r] + got[r][:t]])).logits[0, -1].float()
+                    torch.testing.assert_close(logits[j], want, atol=1e-4, rtol=1e-4)
+    finally:
+        model.train(was)
+
+
+def _left_pad(prompts: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(map(len, prompts))
+    ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for r, p in enumerate(prompts):
+        ids[r, width - len(p):], mask[r, width - len(p):] = torch.tensor(p), 1
+    return ids, mask
+
+
+@pytest.mark.parametrize("temperature, top_p", [(1.0, 1.0), (0.7, 0.8)])
+def test_compact_samples_follow_the_tempered_nucleus(tiny, temperature, top_p):
+    """First and second tokens of 3000 samples of one prompt against the model's own probabilities:
+    softmax(logits / T) restricted to the top-p nucleus and renormalized. The model's final norm is
+    scaled ×4 so that one token holds ~40% and the rest a long tail; tokens are binned by their rank
+    (1, 2–5, 6–20, 21–60, the rest) and the binned frequencies stay within a total variation of 0.05
+    of the binned probabilities (sampling error of 3000 draws: ~0.02); no token outside the nucleus
+    is ever drawn."""
+    model = copy.deepcopy(tiny.model).eval()
+    with torch.no_grad():
+        model.model.norm.weight.mul_(4.0)
+    prompt = tiny.prompts()[1]
+    eng = HFEngine(model, tokenizer=tiny.tokenizer, max_batch_size=1000)
+    out = eng.generate([prompt], 3000, SamplingConfig(temperature=temperature, top_p=top_p, max_new_tokens=2,
+                                                      seed=11))[0]
+    firsts = torch.tensor([g.response_ids[0] for g in out])
+
+    def nucleus(ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(renormalized nucleus probabilities float[V], rank of every token long[V])."""
+        with torch.no_grad():
+            p = torch.softmax(model(torch.tensor([ids])).logits[0, -1].float() / temperature, -1)
+        sp, order = p.sort(descending=True)
+        sp[(sp.cumsum(0) - sp) >= top_p] = 0
+        rank = torch.empty_like(order).scatter_(0, order, torch.arange(order.numel()))
+        return torch.zeros_like(p).scatter_(0, order, sp / sp.sum()), rank
+
+    def binned_tv(drawn: torch.Tensor, ids: list[int]) -> float:
+        want, rank = nucleus(ids)
+        assert float(want[drawn].min()) > 0, "a token outside the nucleus was drawn"
+        edges = torch.tensor([1, 5, 20, 60])
+        bin_of = torch.bucketize(rank, edges, right=True)                      # long[V] in 0..4
+        freq = torch.bincount(bin_of[drawn], minlength=5).float() / drawn.numel()
+        expect = torch.zeros(5).index_add_(0, bin_of, want)
+        return 0.5 * float((freq - expect).abs().sum())
+
+    assert binned_tv(firsts, prompt) < 0.05
+    top = int(torch.bincount(firsts).argmax())                                 # second token after the top first
+    seconds = torch.tensor([g.response_ids[1] for g in out if g.response_ids[0] == top and len(g.response_ids) > 1])
+    assert seconds.numel() > 500
+    assert binned_tv(seconds, prompt + [top]) < 0.05 + 1.0 / seconds.numel() ** 0.5
 
 
 def test_tiny_top_p_is_greedy(engine, tiny):
@@ -159,5 +249,7 @@ def test_bad_sampling_config_and_options(engine, tiny):
         HFEngine(tiny.model, tokenizer=tiny.tokenizer, max_batch_size=0)
     with pytest.raises(ValueError, match="autocast_dtype"):
         HFEngine(tiny.model, tokenizer=tiny.tokenizer, autocast_dtype="fp8")
+    with pytest.raises(ValueError, match="decode must be one of"):
+        HFEngine(tiny.model, tokenizer=tiny.tokenizer, decode="beam")
     with pytest.raises(ValueError, match="model must be"):
         HFEngine(None, tokenizer=tiny.tokenizer)

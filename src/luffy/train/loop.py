@@ -143,7 +143,7 @@ class Trainer:
         t0 = time.perf_counter()                                                  # 4. π_old log-probs
         layout = B.layout_step(members, len(rows), c.train.mini_batch_prompts, c.train.ppo_epochs,
                                recompute_all=self.always_recompute_old_logp)
-        lp_batches = B.old_logp_batches(layout, len(members), c.train.micro_batch_seqs)
+        lp_batches = B.old_logp_batches(layout, members, c.train.micro_batch_seqs)
         lps = self._old_logprobs([self._micro([members[i] for i in idx]) for idx in lp_batches]) if lp_batches else []
         old = {i: lps[k][j, : len(members[i].response_ids)] for k, idx in enumerate(lp_batches)
                for j, i in enumerate(idx)}
@@ -358,7 +358,7 @@ class Trainer:
         """The rollout engine (after the model and optimizer exist)."""
         c, r = self.cfg, self.cfg.rollout
         return make_engine(r.engine, model=self.model, model_path=c.model.path, tokenizer=self.tok,
-                           max_batch_size=r.max_batch_size, autocast_dtype=self.spec.compute_dtype,
+                           max_batch_size=r.max_batch_size, decode=r.hf_decode, autocast_dtype=self.spec.compute_dtype,
                            enforce_eager=r.vllm_enforce_eager, gpu_memory_utilization=r.vllm_gpu_memory_utilization,
                            tensor_parallel_size=r.vllm_tensor_parallel_size,
                            max_model_len=c.data.max_prompt_tokens + c.data.max_response_tokens)
