@@ -1,4 +1,4 @@
-"""Rollouts with Hugging Face ``model.generate`` on the trainer's own model (method §1.1).
+"""Rollouts with the trainer's own Hugging Face model, in memory (method §1.1).
 
 The engine wraps the trainer's model object, so it always samples from the current weights and
 ``sync_weights`` is a no-op for that object (another module's weights are copied in place).
