@@ -10,6 +10,7 @@ The workflow (``Snakefile``) validates its config against ``workflow/schemas/con
   ``inherit:`` chain, ``train_overrides`` and the experiment's ``set``) is a valid run config;
 * the files and folders the config names exist (``eval.config``), the ``task`` section is a valid
   task config and the chat template is known;
+* every ``train_split`` names a data file of the config's scale (``luffy.utils.datafiles``);
 * a local base model folder is complete (config, tokenizer, every weight file its index lists);
 * the data a run would read much later is there (:func:`data_problems`): at paper scale,
   ``paper_data.eval_dir`` holds the parquet of every benchmark of the suite read from a file. A dry
@@ -32,6 +33,7 @@ from pydantic import ValidationError
 from .config import ConfigError, format_validation_error, load_run_config
 from .data.synthetic import TaskConfig
 from .data.templates import CHAT_TEMPLATES
+from .utils.datafiles import DATA_FILES, TRAIN_SPLITS
 from .utils.yamlfile import deep_merge, load_mapping, read_yaml
 
 __all__ = ["check_workflow_config", "read_workflow_config"]
@@ -69,6 +71,7 @@ def check_workflow_config(config: dict[str, Any], root: str | Path = ".", *, dat
     _check_init_from(experiments)
     _check_experiment_files(config, experiments, root)
     _check_base_model(config, root)
+    _check_train_splits(config, experiments)
     _check_other_sections(config, root)
     problems = data_problems(config, root)
     if problems and data == "error":
@@ -138,13 +141,24 @@ def _check_base_model(config: dict[str, Any], root: Path) -> None:
         folder = root / "config" / "experiments" / str(config.get("scale"))
         _check_experiment(config, folder, str(warmup.get("experiment")), warmup.get("set"),
                           "base_model.warmup.experiment", "base_model.warmup")
-        if warmup.get("train_split") == "warmup" and config.get("scale") != "tiny":
-            raise ConfigError("base_model.warmup.train_split: 'warmup' is a split of the tiny task; "
-                              f"scale {config.get('scale')!r} has none")
     template = base.get("chat_template")
     if template and template not in CHAT_TEMPLATES:
         raise ConfigError(f"base_model.chat_template: unknown template '{template}' "
                           f"(known: {sorted(CHAT_TEMPLATES)})")
+
+
+def _check_train_splits(config: dict[str, Any], experiments: dict[str, dict]) -> None:
+    """Every ``train_split`` (of an experiment or of the warm-up) names a data file of the config's scale."""
+    scale = str(config.get("scale"))
+    files = DATA_FILES.get(scale, {})
+    have = [s for s in TRAIN_SPLITS if s in files]
+    warmup = (config.get("base_model") or {}).get("warmup") or {}
+    where = [("base_model.warmup", warmup)] if warmup else []
+    for key, spec in [*where, *((f"experiments.{n}", s) for n, s in experiments.items())]:
+        split = spec.get("train_split", "train")
+        if split not in files:
+            raise ConfigError(f"{key}.train_split: '{split}' is not a data split of scale '{scale}' "
+                              f"(its training splits: {', '.join(have)})")
 
 
 def _check_other_sections(config: dict[str, Any], root: Path) -> None:

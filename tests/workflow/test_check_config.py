@@ -159,5 +159,5 @@ def test_the_warmup_split_exists_at_tiny_scale_only(capsys, tmp_path):
     paper = [BASE, str(ROOT / "config/paper.yaml"), overlay(tmp_path, warm)]
     rc, out, err = check(capsys, "--root", str(ROOT), "--data", "warn", *paper)
     assert rc == 2 and out == ""
-    assert err.splitlines()[-1] == ("luffy: error: base_model.warmup.train_split: 'warmup' is a split of the "
-                                    "tiny task; scale 'paper' has none")
+    assert err.splitlines()[-1] == ("luffy: error: base_model.warmup.train_split: 'warmup' is not a data split "
+                                    "of scale 'paper' (its training splits: train, train_rl)")

@@ -19,12 +19,18 @@ import yaml
 from snakemake.utils import validate
 
 REPO = Path(workflow.basedir)
-# the library's YAML reader by file path: this environment has PyYAML, not the luffy package
+# the library's YAML reader and data-file table by file path: this environment has PyYAML, not the
+# luffy package
 _spec = importlib.util.spec_from_file_location(
     "luffy_yamlfile", REPO / "src/luffy/utils/yamlfile.py"
 )
 yamlfile = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(yamlfile)
+_spec = importlib.util.spec_from_file_location(
+    "luffy_datafiles", REPO / "src/luffy/utils/datafiles.py"
+)
+datafiles = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(datafiles)
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
 
 
@@ -215,23 +221,7 @@ CLAIM_EVALS = [
 CLAIM_RUNS = [e for e in ("luffy", "on_policy", "mixed_clip") if e in EXPERIMENTS]
 
 # Logical data files per scale (an experiment's train_split names one of them).
-DATA_FILES = {
-    "tiny": {
-        "train": "train.jsonl",
-        "train_rl": "train_rl.jsonl",
-        "val": "test_id.jsonl",
-        "test_id": "test_id.jsonl",
-        "test_ood": "test_ood.jsonl",
-        "warmup": "warmup.jsonl",
-        "info": "task.json",
-    },
-    "paper": {
-        "train": "openr1.parquet",
-        "train_rl": "openr1.complement.parquet",
-        "val": "valid.parquet",
-        "info": "data.json",
-    },
-}[SCALE]
+DATA_FILES = datafiles.DATA_FILES[SCALE]
 
 # A run is <experiment>-s<seed>; only the config's experiments match (names have no '-').
 RUN_WILDCARD = f"(?:{'|'.join(re.escape(e) for e in EXPERIMENTS)})-s[0-9]+"
