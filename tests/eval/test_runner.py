@@ -111,8 +111,15 @@ def _script(index: int, j: int, answer: str) -> str:
     return [[right_boxed, right_boxed], [right_boxed, right_plain], [wrong, no_think], [right_plain, wrong]][index][j]
 
 
+def _raw_lines(path: Path) -> list[str]:
+    """The file's records as text, each with its "\n" (split on "\n" only, as :func:`_lines`)."""
+    return [ln + "\n" for ln in path.read_text(encoding="utf-8").split("\n")[:-1]]
+
+
 def _lines(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    """JSONL records split on "\n" only: a sampled response may hold characters that
+    ``str.splitlines`` also breaks on (U+001C, U+0085, U+2028, ...), written raw by ``ensure_ascii=False``."""
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line]
 
 
 def test_accuracy_stderr_and_both_graders_by_hand(setup, tmp_path, monkeypatch) -> None:
@@ -351,7 +358,7 @@ def test_corrupt_line_inside_samples_is_an_error(setup, tmp_path, monkeypatch) -
     runner.evaluate(setup["model"], _cfg(), tmp_path, benchmarks=["tiny_id"], data=setup["task"], limit=2,
                     progress=False)
     path = tmp_path / "tiny_id" / "samples.jsonl"
-    lines = path.read_text().splitlines(keepends=True)
+    lines = _raw_lines(path)
     path.write_text(lines[0] + "garbage\n" + "".join(lines[1:]))
     with pytest.raises(DataFormatError, match=r"samples.jsonl: line 2: invalid JSON .*; delete the file to start over"):
         runner.evaluate(setup["model"], _cfg(), tmp_path, benchmarks=["tiny_id"], data=setup["task"], limit=2,
@@ -462,7 +469,7 @@ def test_end_to_end_hf(setup, tmp_path, capsys) -> None:
     _check_outputs(out, "hf", k=2, n=5, max_new=24)
     # drop the last two questions of tiny_id (as after a kill) -> only those are generated again
     path = out / "tiny_id" / "samples.jsonl"
-    lines = path.read_text().splitlines(keepends=True)
+    lines = _raw_lines(path)
     path.write_text("".join(lines[:6]))
     rc, _, err = _cli(capsys, *args)
     assert rc == 0, err
@@ -485,7 +492,7 @@ def test_end_to_end_vllm_and_seeded_resume(setup, tmp_path, capsys) -> None:
     _check_outputs(out, "vllm", k=2, n=5, max_new=24)
     # per-question seeds: regenerating questions 3-4 in another batch layout gives the same samples
     path = out / "tiny_id" / "samples.jsonl"
-    lines = path.read_text().splitlines(keepends=True)
+    lines = _raw_lines(path)
     path.write_text("".join(lines[:6]))
     rc, _, err = _cli(capsys, *args)
     assert rc == 0, err
