@@ -19,18 +19,20 @@ import yaml
 from snakemake.utils import validate
 
 REPO = Path(workflow.basedir)
-# the library's YAML reader and data-file table by file path: this environment has PyYAML, not the
-# luffy package
-_spec = importlib.util.spec_from_file_location(
-    "luffy_yamlfile", REPO / "src/luffy/utils/yamlfile.py"
-)
-yamlfile = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(yamlfile)
-_spec = importlib.util.spec_from_file_location(
-    "luffy_datafiles", REPO / "src/luffy/utils/datafiles.py"
-)
-datafiles = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(datafiles)
+
+
+def library_module(name):
+    """src/luffy/utils/<name>.py, loaded by file path: this environment has PyYAML, not the luffy package."""
+    spec = importlib.util.spec_from_file_location(
+        f"luffy_{name}", REPO / f"src/luffy/utils/{name}.py"
+    )
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    return loaded
+
+
+yamlfile = library_module("yamlfile")  # the library's YAML reader
+datafiles = library_module("datafiles")  # the data files per scale
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
 
 
